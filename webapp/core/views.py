@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import mimetypes
+from pathlib import PurePosixPath
+
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from webapp.core import health
+from webapp.core.selectors import media_file_visible
+
+# Only these types are ever sent back; anything else goes out as a download.
+SAFE_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"}
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    db_ok, db_detail = health.database_ok()
+    broker_ok, broker_detail = health.broker_ok()
+    ok = db_ok and broker_ok
+    return JsonResponse(
+        {"status": "ok" if ok else "error", "database": db_detail, "broker": broker_detail},
+        status=200 if ok else 503,
+    )
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    db_ok, db_detail = health.database_ok()
+    broker_ok, broker_detail = health.broker_ok()
+    workers_ok, workers = health.workers_ok() if broker_ok else (False, {})
+    ok = db_ok and broker_ok and workers_ok
+    return JsonResponse(
+        {
+            "status": "ok" if ok else "error",
+            "database": db_detail,
+            "broker": broker_detail,
+            "workers": workers,
+        },
+        status=200 if ok else 503,
+    )
+
+
+@login_required
+@require_GET
+def media(request: HttpRequest, path: str) -> FileResponse:
+    """Serve an uploaded file only to those who may see the object it belongs to."""
+    if not media_file_visible(user=request.user, name=path) or not default_storage.exists(path):
+        raise Http404("No such file")
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    safe = content_type in SAFE_CONTENT_TYPES
+    response = FileResponse(
+        default_storage.open(path, "rb"),
+        content_type=content_type if safe else "application/octet-stream",
+        as_attachment=not safe,
+        filename=PurePosixPath(path).name,
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Generator(models.Model):
+    """A class the heads can attribute to: "real" or a known image generator."""
+
+    class Family(models.TextChoices):
+        REAL = "real", "Real"
+        GAN = "gan", "GAN"
+        DIFFUSION = "diffusion", "Diffusion"
+        AUTOREGRESSIVE = "autoregressive", "Autoregressive"
+        OTHER = "other", "Other"
+
+    REAL_SLUG = "real"
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    family = models.CharField(max_length=20, choices=Family.choices, default=Family.OTHER)
+    description = models.TextField(blank=True)
+    release = models.CharField(max_length=50, blank=True, help_text="Version or release date")
+    is_active = models.BooleanField(default=True, help_text="Inactive generators are left out of training")
+    builtin = models.BooleanField(default=False, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReferenceImage(models.Model):
+    """A few-shot example of a generator's output (or of real photographs)."""
+
+    generator = models.ForeignKey(Generator, on_delete=models.CASCADE, related_name="references")
+    image = models.FileField(upload_to="references/%Y/%m/", max_length=300)
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.PositiveBigIntegerField()
+    image_format = models.CharField(max_length=10)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["generator", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["generator", "sha256"], name="one_reference_per_image")]
+
+    def __str__(self) -> str:
+        return f"{self.generator.slug}/{self.original_name}"
+
+
+class HeadVersion(models.Model):
+    """A trained classification head: the artifact file, its metrics and what it was trained on."""
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    version = models.PositiveIntegerField(unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE)
+    artifact = models.FileField(upload_to="heads/", max_length=300)
+    head_kind = models.CharField(max_length=20)
+    classes = models.JSONField()
+    blocks = models.JSONField()
+    backbone = models.CharField(max_length=200)
+    pretrained = models.BooleanField()
+    threshold = models.FloatField()
+    metrics = models.JSONField(default=dict)
+    manifest = models.JSONField(default=list, help_text="Training images: generator slug and sha256")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="one_active_head"),
+        ]
+
+    def __str__(self) -> str:
+        return f"head v{self.version}"
+
+
+class TrainingJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    RUNNING_STATES = (Status.QUEUED, Status.RUNNING)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    step = models.CharField(max_length=100, blank=True)
+    progress = models.FloatField(default=0.0)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    head_version = models.OneToOneField(
+        HeadVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="training_job"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One training at a time, enforced by the database rather than by a race-prone check.
+            models.UniqueConstraint(
+                fields=["cancel_requested"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_training_at_a_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"training job {self.pk} ({self.status})"

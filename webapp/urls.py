@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from webapp.cases import urls as cases_urls
+from webapp.core import urls as core_urls
+from webapp.registry import urls as registry_urls
+from webapp.submissions import urls as submissions_urls
+from webapp.audit import urls as audit_urls
+
+api_v1 = [
+    *submissions_urls.api_urlpatterns,
+    *cases_urls.api_urlpatterns,
+    *registry_urls.api_urlpatterns,
+    *core_urls.api_urlpatterns,
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="submissions:history", permanent=False)),
+    path("", include(core_urls)),
+    path("cases/", include(cases_urls)),
+    path("submissions/", include(submissions_urls)),
+    path("registry/", include(registry_urls)),
+    path("audit/", include(audit_urls)),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("django-admin/", admin.site.urls),
+]
