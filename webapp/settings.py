@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "webapp.submissions",
     "webapp.registry",
     "webapp.audit",
+    "webapp.reports",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +161,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 )

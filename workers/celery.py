@@ -15,7 +15,7 @@ app.autodiscover_tasks(["workers"])
 def _make_filesystem_broker_folders(sender: Celery, **kwargs: object) -> None:
     # kombu's filesystem transport (the no-server default) needs its folders to exist.
     if sender.conf.broker_url.startswith("filesystem"):
-        for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
             folder = sender.conf.broker_transport_options.get(key)
             if folder:
                 os.makedirs(folder, exist_ok=True)
