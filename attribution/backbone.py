@@ -115,13 +115,16 @@ class Backbone:
         return contextlib.nullcontext()
 
 
-def load_backbone(config: BackboneConfig, *, device: str = "cpu", precision: str = "fp32") -> Backbone:
+def load_backbone(
+    config: BackboneConfig, *, device: str = "cpu", precision: str = "fp32", cache_dir: str | None = None
+) -> Backbone:
     """Build the frozen visual tower of `config` on `device`.
 
     `config.pretrained` is an open_clip tag (downloaded and cached by open_clip), a local
     checkpoint file, or None for random weights seeded by `config.seed` (the global torch
     random state is left as it was). `precision` fp16/bf16 means autocast on CUDA; on
-    other devices features are always computed in fp32.
+    other devices features are always computed in fp32. `cache_dir` is where open_clip keeps
+    downloaded weights (its own default when None).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -138,7 +141,9 @@ def load_backbone(config: BackboneConfig, *, device: str = "cpu", precision: str
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         try:
-            model, _, transform = open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu")
+            model, _, transform = open_clip.create_model_and_transforms(
+                name, pretrained=tag, device="cpu", cache_dir=cache_dir
+            )
         except RuntimeError as error:
             raise BackboneLoadError(f"could not load open_clip weights {name}/{tag}: {error}") from error
     visual = model.visual

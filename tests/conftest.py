@@ -31,9 +31,22 @@ if REDIS_AVAILABLE:
 else:
     os.environ["REDIS_URL"] = ""  # the filesystem broker; tests marked `redis` are skipped
 
+# Django is set up here, after the environment above, and not by pytest-django from an ini option:
+# that would read the settings before this file runs (pytest-django completes its set-up later).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+import django  # noqa: E402
 import pytest  # noqa: E402
 
-pytest_plugins = ["tests.fixtures"]
+django.setup()
+
+from django.contrib.auth.hashers import PBKDF2PasswordHasher  # noqa: E402
+
+# Tests make many users: a cheap hash of the same algorithm, which every process still verifies
+# (the iteration count is stored in each hash), instead of about a second per user.
+PBKDF2PasswordHasher.iterations = 1_000
+
+pytest_plugins = ["tests.fixtures", "tests.fixtures_registry"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -205,6 +205,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Upload images, read verdicts, manage the generator registry and head versions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a `status`: each choice set gets its own, stable name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "SubmissionStatusEnum": "webapp.submissions.models.Submission.Status",
+        "CaseStatusEnum": "webapp.cases.models.Case.Status",
+        "HeadVersionStatusEnum": "webapp.registry.models.HeadVersion.Status",
+        "TrainingJobStatusEnum": "webapp.registry.models.TrainingJob.Status",
+    },
 }
 
 LOGGING = {

@@ -3,17 +3,19 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from webapp.audit import urls as audit_urls
 from webapp.cases import urls as cases_urls
 from webapp.core import urls as core_urls
 from webapp.registry import urls as registry_urls
+from webapp.reports import urls as reports_urls
 from webapp.submissions import urls as submissions_urls
-from webapp.audit import urls as audit_urls
 
 api_v1 = [
     *submissions_urls.api_urlpatterns,
     *cases_urls.api_urlpatterns,
     *registry_urls.api_urlpatterns,
     *core_urls.api_urlpatterns,
+    *reports_urls.api_urlpatterns,
 ]
 
 urlpatterns = [
@@ -23,6 +25,7 @@ urlpatterns = [
     path("submissions/", include(submissions_urls)),
     path("registry/", include(registry_urls)),
     path("audit/", include(audit_urls)),
+    path("reports/", include(reports_urls)),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

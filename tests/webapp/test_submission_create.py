@@ -1,0 +1,165 @@
+"""submission_create and submission_create_batch on a real database and storage."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.test import override_settings
+
+from tests.webapp import image_bytes, uploaded
+from webapp.audit.models import AuditEvent
+from webapp.cases.models import Case
+from webapp.submissions.models import Submission
+from webapp.submissions.services import submission_create, submission_create_batch
+from webapp.submissions.validation import UploadRejected
+from webapp.teams.models import Team
+
+
+def queued_groups(callbacks: list[Callable[[], None]]) -> list[list[int]]:
+    """The id groups that the on-commit callbacks send to the `attribution` queue."""
+    return [callback.args[0] for callback in callbacks]  # type: ignore[attr-defined]
+
+
+def test_it_stores_the_image_through_storage_and_queues_it_on_commit(
+    team_a: Team, bob: User, django_capture_on_commit_callbacks
+) -> None:
+    data = image_bytes("JPEG", size=(48, 32), seed=3)
+    with django_capture_on_commit_callbacks() as callbacks:
+        submission = submission_create(team=team_a, user=bob, uploaded_file=uploaded("../holiday.JPG", data))
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.QUEUED and submission.queued_at is not None
+    assert (submission.original_name, submission.image_format, submission.width, submission.height) == (
+        "holiday.JPG",
+        "JPEG",
+        48,
+        32,
+    )
+    assert submission.sha256 == hashlib.sha256(data).hexdigest()
+    # Named by its content and real format, read back through the storage API.
+    assert submission.image.name.startswith("submissions/") and submission.image.name.endswith(
+        f"{submission.sha256[:16]}.jpg"
+    )
+    with default_storage.open(submission.image.name, "rb") as stored:
+        assert stored.read() == data
+    assert queued_groups(callbacks) == [[submission.pk]]
+    event = AuditEvent.objects.get(action="upload")
+    assert (event.actor, event.team, event.object_id) == (bob, team_a, str(submission.pk))
+
+
+def test_an_image_the_team_already_sent_links_to_the_earlier_one_and_is_not_queued(
+    team_a: Team, alice: User, bob: User, charlie: User, django_capture_on_commit_callbacks
+) -> None:
+    data = image_bytes("PNG", seed=4)
+    first = submission_create(team=team_a, user=alice, uploaded_file=uploaded("a.png", data))
+    with django_capture_on_commit_callbacks() as callbacks:
+        again = submission_create(team=team_a, user=bob, uploaded_file=uploaded("copy.png", data))
+    assert again.duplicate_of == first
+    assert again.image.name == first.image.name
+    assert queued_groups(callbacks) == []
+    # Another team's upload of the same bytes is its own submission, analysed for that team.
+    theirs = submission_create(
+        team=charlie.membership.team, user=charlie, uploaded_file=uploaded("c.png", data)
+    )
+    assert theirs.duplicate_of is None
+
+
+def test_an_earlier_failed_upload_does_not_count_as_a_duplicate(team_a: Team, bob: User) -> None:
+    data = image_bytes("PNG", seed=5)
+    failed = submission_create(team=team_a, user=bob, uploaded_file=uploaded("a.png", data))
+    Submission.objects.filter(pk=failed.pk).update(status=Submission.Status.FAILED, error="worker lost")
+    assert (
+        submission_create(team=team_a, user=bob, uploaded_file=uploaded("a.png", data)).duplicate_of is None
+    )
+
+
+@override_settings(ATTRIBUTION_BATCH_SIZE=2)
+def test_a_batch_goes_through_except_its_rejected_files_and_is_queued_in_groups(
+    team_a: Team, bob: User, django_capture_on_commit_callbacks
+) -> None:
+    case = Case.objects.create(team=team_a, title="Seized drive", created_by=bob)
+    files = [uploaded(f"ok{i}.png", image_bytes("PNG", seed=10 + i)) for i in range(5)]
+    files.insert(2, uploaded("empty.jpg", b""))
+    files.insert(4, uploaded("notes.jpg", b"hello"))
+    files.append(uploaded("ok0-again.png", image_bytes("PNG", seed=10)))
+    with django_capture_on_commit_callbacks() as callbacks:
+        outcomes = submission_create_batch(team=team_a, user=bob, uploaded_files=files, case=case)
+    assert [(o.name, bool(o.submission), o.error) for o in outcomes] == [
+        ("ok0.png", True, ""),
+        ("ok1.png", True, ""),
+        ("empty.jpg", False, "the file is empty (0 bytes)"),
+        ("ok2.png", True, ""),
+        ("notes.jpg", False, "not a recognised image file"),
+        ("ok3.png", True, ""),
+        ("ok4.png", True, ""),
+        ("ok0-again.png", True, ""),
+    ]
+    created = [o.submission for o in outcomes if o.submission is not None]
+    assert created[-1].duplicate_of == created[0]
+    assert all(s.case == case for s in created)
+    # Five new images in groups of two: three tasks, each one forward pass; the duplicate is not sent.
+    assert queued_groups(callbacks) == [
+        [s.pk for s in created[0:2]],
+        [s.pk for s in created[2:4]],
+        [created[4].pk],
+    ]
+    assert AuditEvent.objects.filter(action="upload").count() == 6
+    assert AuditEvent.objects.filter(action="upload_rejected").count() == 2
+
+
+def test_a_rolled_back_upload_queues_nothing(
+    team_a: Team, bob: User, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(RuntimeError):
+        with transaction.atomic():
+            submission_create(team=team_a, user=bob, uploaded_file=uploaded("a.png", image_bytes()))
+            raise RuntimeError("the request failed after the upload")
+    assert callbacks == [] and not Submission.objects.exists()
+
+
+def test_it_refuses_a_case_of_another_team_or_a_closed_case(team_a: Team, bob: User, charlie: User) -> None:
+    theirs = Case.objects.create(team=charlie.membership.team, title="Theirs", created_by=charlie)
+    closed = Case.objects.create(team=team_a, title="Done", created_by=bob, status=Case.Status.CLOSED)
+    with pytest.raises(UploadRejected, match="no such case"):
+        submission_create(team=team_a, user=bob, uploaded_file=uploaded("a.png", image_bytes()), case=theirs)
+    with pytest.raises(UploadRejected, match="is closed"):
+        submission_create(team=team_a, user=bob, uploaded_file=uploaded("a.png", image_bytes()), case=closed)
+    assert not Submission.objects.exists()
+
+
+def test_a_single_rejected_upload_raises_with_the_reason(team_a: Team, bob: User) -> None:
+    with pytest.raises(UploadRejected, match="not a recognised image file"):
+        submission_create(team=team_a, user=bob, uploaded_file=uploaded("x.jpg", b"<html></html>"))
+
+
+@override_settings(UPLOAD_MAX_FILES=2)
+def test_a_batch_over_the_file_limit_is_refused_whole(team_a: Team, bob: User) -> None:
+    files = [uploaded(f"{i}.png", image_bytes(seed=i)) for i in range(3)]
+    with pytest.raises(UploadRejected, match="at most 2"):
+        submission_create_batch(team=team_a, user=bob, uploaded_files=files)
+    assert not Submission.objects.exists()
+
+
+@pytest.mark.redis
+def test_a_committed_upload_reaches_the_attribution_queue(
+    transactional_db: None, team_a: Team, bob: User
+) -> None:
+    from workers.celery import app
+
+    app.control.purge()
+    submission = submission_create(
+        team=team_a, user=bob, uploaded_file=uploaded("a.png", image_bytes(seed=8))
+    )
+    with app.connection_for_read() as connection:
+        queue = connection.SimpleQueue("attribution")
+        try:
+            message = queue.get(timeout=5)
+            assert message.headers["task"] == "workers.tasks.attribute_submissions"
+            assert message.decode()[0] == [[submission.pk]]
+            message.ack()
+        finally:
+            queue.close()

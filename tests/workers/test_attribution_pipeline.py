@@ -1,0 +1,97 @@
+"""The whole path through a real Celery worker process and Redis: upload, queue, verdict, failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from attribution.synth import DEFAULT_KNOWN, DEFAULT_UNKNOWN
+from tests.fixtures import WorkerProcess, api_client, wait_for
+from tests.webapp import uploaded
+from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.services import submission_create, submissions_sweep_stale
+
+pytestmark = [pytest.mark.worker, pytest.mark.redis]
+
+
+def synth_image(synth_dir: Path, label: str, index: int = 0) -> Path:
+    return sorted((synth_dir / label).glob("*.png"))[index]
+
+
+def api_upload(user: User, path: Path) -> int:
+    response = api_client(user).post(
+        "/api/v1/submissions/", {"image": uploaded(path.name, path.read_bytes())}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    return int(response.json()["id"])
+
+
+def statuses(ids: list[int]) -> dict[int, str]:
+    return dict(Submission.objects.filter(pk__in=ids).values_list("id", "status"))
+
+
+def test_uploads_come_back_as_verdicts_and_an_unreadable_file_fails(
+    worker: WorkerProcess, bob: User, synth_dir: Path, request: pytest.FixtureRequest
+) -> None:
+    # Before any head is active, the worker leaves an upload queued instead of failing it.
+    early = api_upload(bob, synth_image(synth_dir, DEFAULT_UNKNOWN[0]))
+    wait_for(
+        lambda: "no active head version" in worker.read_log(), timeout=120, message="the worker's warning"
+    )
+    assert statuses([early]) == {early: "queued"}
+
+    head = request.getfixturevalue("active_head")
+    assert submissions_sweep_stale(stale_after_s=0) == [early]  # what the periodic sweep does
+    known = api_upload(bob, synth_image(synth_dir, DEFAULT_KNOWN[2]))
+    real = api_upload(bob, synth_image(synth_dir, "real", 5))
+    # The stored bytes are damaged after the upload was checked and before the worker reads them.
+    with transaction.atomic():
+        broken = submission_create(
+            team=bob.membership.team,
+            user=bob,
+            uploaded_file=uploaded("x.png", synth_image(synth_dir, "real", 6).read_bytes()),
+        )
+        default_storage.delete(broken.image.name)
+        default_storage.save(broken.image.name, ContentFile(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40))
+    ids = [early, known, real, broken.pk]
+
+    def finished() -> dict[int, str] | None:
+        now = statuses(ids)
+        return now if set(now.values()) <= {"done", "failed"} else None
+
+    try:
+        final = wait_for(finished, timeout=180, message="every upload done or failed")
+    except TimeoutError as error:
+        raise AssertionError(f"{error}: {statuses(ids)}\n{worker.read_log()[-4000:]}") from None
+
+    assert final == {early: "done", known: "done", real: "done", broken.pk: "failed"}
+    client = api_client(bob)
+    for pk in (early, known, real):
+        body = client.get(f"/api/v1/submissions/{pk}/").json()
+        verdict = body["verdict"]
+        assert body["status"] == "done" and body["error"] == ""
+        assert verdict["head_version"] == head.version
+        assert verdict["decision"] in ("real", "known_generator", "unknown_generator")
+        assert set(verdict["probabilities"]) == set(head.classes)
+        assert (verdict["backbone"], verdict["pretrained"]) == ("ViT-S-16/random-seed0", False)
+        assert Verdict.objects.filter(submission_id=pk).count() == 1
+    # The known generator's image is one of its own references: the worker finds it as evidence.
+    nearest = client.get(f"/api/v1/submissions/{known}/").json()["verdict"]["nearest_references"][0]
+    assert (nearest["label"], nearest["similarity"]) == (DEFAULT_KNOWN[2], pytest.approx(1.0, abs=1e-2))
+    failed = client.get(f"/api/v1/submissions/{broken.pk}/").json()
+    assert failed["verdict"] is None
+    assert failed["error"] == "the stored image could not be read: not a recognised image file"
+
+    # The worker answers the status broadcast that /readyz sends.
+    from workers.celery import app
+
+    replies = app.control.broadcast("worker_status", reply=True, timeout=10)
+    (status,) = [info for reply in replies for info in reply.values()]
+    assert (
+        status["device"] == "cpu" and "head_version" in status and status["backbone"].startswith("ViT-S-16")
+    )
