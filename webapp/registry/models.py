@@ -51,7 +51,9 @@ class ReferenceImage(models.Model):
 
     class Meta:
         ordering = ["generator", "-created_at"]
-        constraints = [models.UniqueConstraint(fields=["generator", "sha256"], name="one_reference_per_image")]
+        constraints = [
+            models.UniqueConstraint(fields=["generator", "sha256"], name="one_reference_per_image"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.generator.slug}/{self.original_name}"

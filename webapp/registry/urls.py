@@ -1,0 +1,44 @@
+from django.urls import path
+
+from webapp.registry import api, views
+
+app_name = "registry"
+
+urlpatterns = [
+    path("", views.generators, name="generators"),
+    path("generators/new/", views.generator_create, name="generator_create"),
+    path("generators/<slug:slug>/", views.generator_detail, name="generator_detail"),
+    path("generators/<slug:slug>/edit/", views.generator_edit, name="generator_edit"),
+    path("generators/<slug:slug>/delete/", views.generator_delete, name="generator_delete"),
+    path("generators/<slug:slug>/references/", views.reference_upload, name="reference_upload"),
+    path("references/<int:pk>/delete/", views.reference_delete, name="reference_delete"),
+    path("heads/", views.heads, name="heads"),
+    path("heads/train/", views.train, name="train"),
+    path("heads/<int:version>/", views.head_detail, name="head_detail"),
+    path("heads/<int:version>/activate/", views.head_activate, name="head_activate"),
+    path("training-jobs/<int:pk>/", views.training_job, name="training_job"),
+    path("training-jobs/<int:pk>/cancel/", views.training_job_cancel, name="training_job_cancel"),
+    path("reattribute/", views.reattribute, name="reattribute"),
+    path("reattribute/changes/", views.verdict_changes, name="verdict_changes"),
+]
+
+api_urlpatterns = [
+    path("generators/", api.GeneratorListApi.as_view(), name="api-generators"),
+    path("generators/<slug:slug>/", api.GeneratorDetailApi.as_view(), name="api-generator-detail"),
+    path(
+        "generators/<slug:slug>/references/",
+        api.ReferenceImageListApi.as_view(),
+        name="api-generator-references",
+    ),
+    path("heads/", api.HeadVersionListApi.as_view(), name="api-heads"),
+    path("heads/train/", api.HeadTrainApi.as_view(), name="api-heads-train"),
+    path("heads/<int:version>/", api.HeadVersionDetailApi.as_view(), name="api-head-detail"),
+    path("heads/<int:version>/activate/", api.HeadVersionActivateApi.as_view(), name="api-head-activate"),
+    path("training-jobs/", api.TrainingJobListApi.as_view(), name="api-training-jobs"),
+    path("training-jobs/<int:pk>/", api.TrainingJobDetailApi.as_view(), name="api-training-job-detail"),
+    path(
+        "training-jobs/<int:pk>/cancel/", api.TrainingJobCancelApi.as_view(), name="api-training-job-cancel"
+    ),
+    path("reattributions/", api.ReattributeApi.as_view(), name="api-reattribute"),
+    path("verdict-changes/", api.VerdictChangesApi.as_view(), name="api-verdict-changes"),
+]

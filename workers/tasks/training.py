@@ -1,0 +1,30 @@
+"""Registry tasks: a head training job (queue `training`), reference features (queue `attribution`)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from webapp.registry.services import reference_features_compute, training_job_run
+from workers.runtime import get_backbone, get_feature_cache
+
+__all__ = ["compute_reference_features", "train_head"]
+
+
+@shared_task(name="workers.tasks.train_head")
+def train_head(job_id: int) -> str:
+    """Run one training job; the job records its own failure, so the task never retries."""
+    job = training_job_run(job_id=job_id, backbone=get_backbone(), cache=get_feature_cache())
+    return str(job.status)
+
+
+@shared_task(
+    name="workers.tasks.compute_reference_features",
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def compute_reference_features(reference_ids: list[int]) -> int:
+    """Fill the feature cache for new reference images (a training computes any that are still missing)."""
+    return reference_features_compute(
+        reference_ids=reference_ids, backbone=get_backbone(), cache=get_feature_cache()
+    )
