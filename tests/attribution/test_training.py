@@ -49,7 +49,7 @@ def test_it_trains_and_measures_a_linear_probe_on_ten_classes() -> None:
     assert metrics["threshold_source"] == "holdout" and metrics["threshold_tpr"] == 0.95
     assert 0.0 < metrics["unknown_rejection_at_threshold"] <= 1.0
     assert 0.0 < result.threshold < 1.0  # a maximum softmax probability
-    assert result.hyperparameters == {"head": "linear", "C": result.estimator.C_, "select_by": "auroc"}
+    assert result.hyperparameters == {"head": "linear", "C": result.estimator.C_, "select_by": "accuracy"}
     json.dumps(metrics)  # stored with the head: plain JSON
 
     assert [step for step, _ in steps] == ["fit", "cross_validation"] + ["holdout"] * 9 + ["done"]
