@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, TypeAlias
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 ImageSource: TypeAlias = str | os.PathLike[str] | bytes | IO[bytes]
 """A path, the file's bytes, or a binary file object (read from its start)."""
@@ -127,7 +127,7 @@ def _decoded(source: ImageSource, allowed_formats: frozenset[str], max_pixels: i
     Image.init()
     if unknown := formats - Image.OPEN.keys():
         raise ValueError(f"Pillow cannot open the formats {sorted(unknown)}")
-    with _binary_stream(source) as stream, warnings.catch_warnings():
+    with _binary_stream(source) as stream, warnings.catch_warnings(), _truncated_files_refused():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(stream, formats=sorted(formats)) as image:
@@ -151,6 +151,17 @@ def _decoded(source: ImageSource, allowed_formats: frozenset[str], max_pixels: i
             raise ImageRejected(f"image too large: {pixels} pixels exceeds the limit of {limit}") from None
         except _DECODE_ERRORS as error:
             raise ImageRejected(f"truncated or corrupt image ({error})") from None
+
+
+@contextmanager
+def _truncated_files_refused() -> Iterator[None]:
+    """Pillow's LOAD_TRUNCATED_IMAGES is process-wide and other libraries turn it on (importing WeasyPrint
+    does): while a file is checked here it is off, so a truncated file is refused whatever was imported."""
+    saved, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 def _unrecognised(stream: IO[bytes], allowed: set[str]) -> str:

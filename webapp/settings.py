@@ -44,6 +44,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "webapp.core.middleware.RejectNulCharacters",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -155,7 +156,9 @@ REDIS_URL = envstr("REDIS_URL", "")
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
-    {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600)}
+    # A Redis that does not answer fails an upload's send within seconds (the sweep sends it later)
+    # instead of holding the request for the operating system's connect timeout.
+    {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600), "socket_connect_timeout": 5}
     if REDIS_URL
     else {
         "data_folder_in": str(BROKER_DIR / "out"),
@@ -167,12 +170,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
 )
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
+# Reliability (README, "Reliability"): a message is acknowledged only after its task has run, and
+# one whose worker process died is given back to the queue; a worker holds one message at a time;
+# Redis hands an unacknowledged message to another worker after the visibility timeout, which must
+# stay above the hard time limit so that a task still running is never delivered twice.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 900)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 840)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = envint("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 4_000_000)  # KiB
+# A lost broker connection does not cancel the batch in progress: its verdicts are stored, and the
+# message's second delivery, if any, finds them done (the claim and the unique verdict see to it).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for its broker for as long as it takes
 CELERY_TASK_DEFAULT_QUEUE = "attribution"
 CELERY_TASK_ROUTES = {
     "workers.tasks.attribute_submissions": {"queue": "attribution"},
@@ -180,10 +192,17 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.train_head": {"queue": "training"},
     "workers.tasks.sweep_stale_submissions": {"queue": "attribution"},
 }
-SUBMISSION_STALE_AFTER_S = envint("SUBMISSION_STALE_AFTER_S", 900)
+# Queued or processing for longer than this (above the hard time limit), a submission is queued again
+# by the periodic sweep: a message lost with a broker restart, or a batch whose worker died.
+SUBMISSION_STALE_AFTER_S = envint("SUBMISSION_STALE_AFTER_S", 1200)
+# A submission claimed this many times without a verdict (its worker died each time) ends as failed.
 SUBMISSION_MAX_ATTEMPTS = envint("SUBMISSION_MAX_ATTEMPTS", 3)
+SUBMISSION_SWEEP_INTERVAL_S = envint("SUBMISSION_SWEEP_INTERVAL_S", 60)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-stale-submissions": {"task": "workers.tasks.sweep_stale_submissions", "schedule": 60.0},
+    "sweep-stale-submissions": {
+        "task": "workers.tasks.sweep_stale_submissions",
+        "schedule": float(SUBMISSION_SWEEP_INTERVAL_S),
+    },
 }
 
 REST_FRAMEWORK = {
@@ -212,6 +231,10 @@ SPECTACULAR_SETTINGS = {
         "HeadVersionStatusEnum": "webapp.registry.models.HeadVersion.Status",
         "TrainingJobStatusEnum": "webapp.registry.models.TrainingJob.Status",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.core.schema.document_platform_errors",
+    ],
 }
 
 LOGGING = {

@@ -31,3 +31,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("django-admin/", admin.site.urls),
 ]
+
+# JSON error bodies under /api/, Django's HTML pages elsewhere.
+handler400 = "webapp.core.views.bad_request"
+handler403 = "webapp.core.views.permission_denied"
+handler404 = "webapp.core.views.page_not_found"
+handler500 = "webapp.core.views.server_error"

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from webapp.core import views
+from webapp.core import api, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -11,4 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 
-api_urlpatterns: list = []
+# Included under /api/v1/ without a namespace: the names say which app they belong to.
+api_urlpatterns = [
+    path("auth/token/", api.AuthTokenApi.as_view(), name="api-auth-token"),
+]

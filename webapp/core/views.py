@@ -5,7 +5,8 @@ from pathlib import PurePosixPath
 
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -64,3 +65,30 @@ def media(request: HttpRequest, path: str) -> FileResponse:
     response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+# Error pages (the root URLconf's handlers): JSON under /api/, Django's HTML pages elsewhere, so that
+# an API client never has to parse HTML, not even for a URL that names no endpoint.
+API_PREFIX = "/api/"
+
+
+def _api_error(request: HttpRequest, status: int, detail: str) -> HttpResponse | None:
+    return JsonResponse({"detail": detail}, status=status) if request.path.startswith(API_PREFIX) else None
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, 403, "You do not have permission to perform this action.") or (
+        defaults.permission_denied(request, exception)
+    )
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _api_error(request, 500, "Server error.") or defaults.server_error(request)

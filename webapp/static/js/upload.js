@@ -60,6 +60,14 @@
     addFiles(input.files);
     input.value = "";  // the same file can be chosen again after a clear
   });
+  // Enter on the "choose files" control opens the file chooser, as Space does: inside a form, browsers
+  // take Enter on a file input for "submit the form" (or for nothing while Upload is disabled).
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      input.click();
+    }
+  });
   clearButton.addEventListener("click", function () { selected = []; showSelection(); input.focus(); });
 
   ["dragenter", "dragover"].forEach(function (type) {
