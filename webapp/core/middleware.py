@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from webapp.core.views import API_PREFIX
+from webapp.core.views import api_error
 
 
 class RejectNulCharacters:
@@ -20,7 +20,5 @@ class RejectNulCharacters:
         query = request.GET
         if "\x00" in request.path or any("\x00" in key or "\x00" in "".join(query.getlist(key)) for key in query):
             message = "NUL characters are not allowed in the URL."
-            if request.path.startswith(API_PREFIX):
-                return JsonResponse({"detail": message}, status=400)
-            return HttpResponseBadRequest(message)
+            return api_error(request, 400, message) or HttpResponseBadRequest(message)
         return self.get_response(request)

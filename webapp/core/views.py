@@ -72,23 +72,24 @@ def media(request: HttpRequest, path: str) -> FileResponse:
 API_PREFIX = "/api/"
 
 
-def _api_error(request: HttpRequest, status: int, detail: str) -> HttpResponse | None:
+def api_error(request: HttpRequest, status: int, detail: str) -> HttpResponse | None:
+    """`{"detail": ...}` with the status for a request under /api/; None for any other."""
     return JsonResponse({"detail": detail}, status=status) if request.path.startswith(API_PREFIX) else None
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return _api_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
+    return api_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return _api_error(request, 403, "You do not have permission to perform this action.") or (
+    return api_error(request, 403, "You do not have permission to perform this action.") or (
         defaults.permission_denied(request, exception)
     )
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return _api_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
+    return api_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return _api_error(request, 500, "Server error.") or defaults.server_error(request)
+    return api_error(request, 500, "Server error.") or defaults.server_error(request)
