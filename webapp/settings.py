@@ -79,6 +79,7 @@ def database_from_url(url: str) -> dict[str, object]:
         name = unquote(parsed.path)[1:]
         if not Path(name).is_absolute():
             name = str(BASE_DIR / name)
+        Path(name).parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": name,
