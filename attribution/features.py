@@ -8,10 +8,13 @@ the same reference images computes nothing.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import tempfile
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +24,11 @@ from PIL import Image
 from attribution.images import ImageSource, open_image, sha256_of
 
 if TYPE_CHECKING:  # the cache alone needs no torch
+    import torch
+
     from attribution.backbone import Backbone
 
-FeatureSource = ImageSource | Image.Image
+FeatureSource = ImageSource | Image.Image | Callable[[], Image.Image]
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -78,16 +83,26 @@ def extract_features(
     sha256s: Sequence[str | None] | None = None,
     cache: FeatureCache | None = None,
     batch_size: int = 32,
+    loader_threads: int = 0,
+    failures: dict[int, Exception] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, np.ndarray]:
     """Features of N images: {block: float32 [N, backbone.width]}, rows in input order.
 
-    sources: paths, file bytes, binary file objects (opened with `open_image`) or PIL images.
-    With a cache, items whose SHA-256 is known (given in `sha256s`, or hashed from the file;
-    PIL images have no file) are looked up first, and only the missing ones are opened and
-    computed; items with the same SHA-256 are computed once. `progress(done, total)` is
-    called after the lookup and after each batch.
+    sources: paths, file bytes, binary file objects (opened with `open_image`), PIL images, or
+    callables that return a PIL image (for files behind a storage API). With a cache, items whose
+    SHA-256 is known (given in `sha256s`, or hashed from the file; PIL images and callables have
+    none) are looked up first, and only the missing ones are opened and computed; items with the
+    same SHA-256 are computed once. `progress(done, total)` is called after the lookup and after
+    each batch.
+
+    With `loader_threads` > 0, images are opened and preprocessed by that many threads up to two
+    batches ahead, so that decoding the next batch overlaps the forward pass of this one (Pillow
+    and the resize release the GIL). An image that cannot be opened or preprocessed raises, unless
+    `failures` is given: its error is then recorded there under its index and its rows stay zero.
     """
+    import torch
+
     take = backbone.validate_blocks(blocks)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -100,7 +115,7 @@ def extract_features(
     pending: dict[Hashable, list[int]] = {}
     for index, source in enumerate(sources):
         sha = sha256s[index] if sha256s is not None else None
-        if sha is None and cache is not None and not isinstance(source, Image.Image):
+        if sha is None and cache is not None and not isinstance(source, Image.Image) and not callable(source):
             sha = sha256_of(source)
         if cache is not None and sha is not None:
             cached = [cache.get(sha, backbone.identity, block) for block in take]
@@ -114,15 +129,26 @@ def extract_features(
         progress(done, total)
 
     groups = list(pending.items())
-    for start in range(0, len(groups), batch_size):
-        batch = groups[start : start + batch_size]
-        images = [_as_image(sources[indices[0]]) for _, indices in batch]
-        features = backbone.extract(images, take)
-        for row, (key, indices) in enumerate(batch):
-            for block in take:
-                out[block][indices] = features[block][row]
-                if cache is not None and isinstance(key, str):
-                    cache.put(key, backbone.identity, block, features[block][row])
+    batches = [groups[start : start + batch_size] for start in range(0, len(groups), batch_size)]
+    firsts = [[sources[indices[0]] for _, indices in batch] for batch in batches]
+    for batch, prepared in zip(batches, _prepared_ahead(backbone, firsts, loader_threads), strict=True):
+        rows = []
+        for (_, indices), item in zip(batch, prepared, strict=True):
+            if isinstance(item, Exception):
+                if failures is None:
+                    raise item
+                failures.update(dict.fromkeys(indices, item))
+            else:
+                rows.append(item)
+        features = backbone.extract(torch.stack(rows), take) if rows else {}
+        computed = iter(range(len(rows)))
+        for (key, indices), item in zip(batch, prepared, strict=True):
+            if not isinstance(item, Exception):
+                row = next(computed)
+                for block in take:
+                    out[block][indices] = features[block][row]
+                    if cache is not None and isinstance(key, str):
+                        cache.put(key, backbone.identity, block, features[block][row])
             done += len(indices)
         if progress is not None:
             progress(done, total)
@@ -138,5 +164,36 @@ def concat_blocks(features: dict[int, np.ndarray], blocks: Iterable[int]) -> np.
     return np.concatenate([features[block] for block in chosen], axis=1)
 
 
-def _as_image(source: FeatureSource) -> Image.Image:
-    return source if isinstance(source, Image.Image) else open_image(source)
+def _prepare(backbone: Backbone, source: FeatureSource) -> torch.Tensor | Exception:
+    """The preprocessed tensor of one source, or the error that stopped it."""
+    try:
+        if isinstance(source, Image.Image):
+            image = source
+        elif callable(source):
+            image = source()
+        else:
+            image = open_image(source)
+        return backbone.preprocess(image)
+    except Exception as error:  # a damaged or hostile file fails alone; the caller decides what that means
+        return error
+
+
+def _prepared_ahead(
+    backbone: Backbone, batches: list[list[FeatureSource]], threads: int
+) -> Iterator[list[torch.Tensor | Exception]]:
+    """Each batch's preprocessed tensors, in order. With threads, the next batch is already being
+    prepared while the caller runs the forward pass of the one just yielded."""
+    if threads < 1:
+        for batch in batches:
+            yield [_prepare(backbone, source) for source in batch]
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="preprocess") as pool:
+        submitted: deque[list[Future[torch.Tensor | Exception]]] = deque()
+        upcoming = iter(batches)
+        for batch in itertools.islice(upcoming, 2):
+            submitted.append([pool.submit(_prepare, backbone, source) for source in batch])
+        while submitted:
+            futures = submitted.popleft()
+            for batch in itertools.islice(upcoming, 1):
+                submitted.append([pool.submit(_prepare, backbone, source) for source in batch])
+            yield [future.result() for future in futures]

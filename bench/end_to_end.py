@@ -386,7 +386,8 @@ def worker_engine(env: dict[str, str]) -> dict[str, Any]:
         "from workers import runtime as r; c = r.backbone_config_from_settings(); "
         "print(json.dumps({'model_name': c.model_name, 'pretrained': c.pretrained, 'seed': c.seed, "
         "'device': r.device_from_settings(), 'precision': s.ATTRIBUTION_PRECISION, "
-        "'blocks': list(s.ATTRIBUTION_BLOCKS), 'batch_size': s.ATTRIBUTION_BATCH_SIZE}))"
+        "'blocks': list(s.ATTRIBUTION_BLOCKS), 'batch_size': s.ATTRIBUTION_BATCH_SIZE, "
+        "'loader_threads': s.ATTRIBUTION_LOADER_THREADS}))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
@@ -396,7 +397,8 @@ def worker_engine(env: dict[str, str]) -> dict[str, Any]:
 
 
 def inference_rate(engine: dict[str, Any], paths: Sequence[Path], batch_sizes: Sequence[int]) -> dict[int, float]:
-    """Images per second of decode + preprocess + forward on `paths`, no cache, at each batch size."""
+    """Images per second of decode + preprocess + forward on `paths`, no cache, at each batch size, with
+    the worker's loader threads (the pipeline a worker runs, without the queue and the database)."""
     from attribution.backbone import load_backbone
     from attribution.config import BackboneConfig
     from attribution.features import extract_features
@@ -407,7 +409,9 @@ def inference_rate(engine: dict[str, Any], paths: Sequence[Path], batch_sizes: S
     rates = {}
     for size in batch_sizes:
         start = time.perf_counter()
-        extract_features(backbone, list(paths), engine["blocks"], batch_size=size)
+        extract_features(
+            backbone, list(paths), engine["blocks"], batch_size=size, loader_threads=engine["loader_threads"]
+        )
         rates[size] = len(paths) / (time.perf_counter() - start)
     return rates
 

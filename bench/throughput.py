@@ -9,10 +9,13 @@ Side by side in one process, cases interleaved round by round (see `bench.common
   returns every block at once;
 - (c) stopping at the deepest block the head uses against the full forward pass;
 - a large square float32 matrix multiply on the same device, and the fraction of its
-  FLOP rate that the engine achieves, counting the backbone's multiply-adds.
+  FLOP rate that the engine achieves, counting the backbone's multiply-adds;
+- (d) the worker's whole engine path on encoded JPEG files (decode, resize, forward), one
+  image at a time as a one-image-per-task worker runs it, against batches with and without
+  the loader threads that prepare the next batch beside the forward pass.
 
-Inputs are seeded random tensors already preprocessed and on the device: these are
-pure-inference figures (no decode, no resize). Usage:
+Inputs of (a)-(c) are seeded random tensors already preprocessed and on the device: these
+are pure-inference figures (no decode, no resize). Usage:
 
     python bench/throughput.py --quick
     python bench/throughput.py --device cuda --precision fp16
@@ -38,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from attribution.backbone import Backbone, load_backbone  # noqa: E402
 from attribution.config import DEFAULT_BLOCKS, OFFLINE_BACKBONE, BackboneConfig  # noqa: E402
+from attribution.features import extract_features  # noqa: E402
 from bench.common import (  # noqa: E402
     base_parser,
     int_list,
@@ -63,6 +67,34 @@ def random_images(backbone: Backbone, count: int, *, seed: int = 0) -> torch.Ten
     """Seeded N(0, 1) tensors shaped like preprocessed images, on the backbone's device: [count, 3, H, W]."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(count, 3, *backbone.image_size, generator=generator).to(backbone.device)
+
+
+def encoded_images(count: int, size: tuple[int, int] = (640, 480), *, seed: int = 0) -> list[bytes]:
+    """Seeded JPEG files (quality 90) of smooth random colour fields, the size of a typical upload."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    files = []
+    for _ in range(count):
+        coarse = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize(size, Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        files.append(buffer.getvalue())
+    return files
+
+
+def pipeline_case(
+    backbone: Backbone, files: Sequence[bytes], blocks: Sequence[int], batch_size: int, loader_threads: int
+) -> Callable[[], None]:
+    """A timing case: `extract_features` from encoded files (decode, preprocess, forward), no cache."""
+
+    def run() -> None:
+        extract_features(backbone, list(files), blocks, batch_size=batch_size, loader_threads=loader_threads)
+
+    return run
 
 
 def extract_case(
@@ -151,6 +183,8 @@ def measure(
     sweep_images: int,
     repeats: int,
     matmul_size: int,
+    pipeline_batch: int = 32,
+    loader_threads: int = 2,
     channels_last: bool = False,
 ) -> dict[str, Any]:
     """Run every case interleaved for `repeats` rounds; the figures as a JSON-ready dict.
@@ -176,6 +210,15 @@ def measure(
     cases[f"stop early at block {deepest}"] = extract_case(backbone, sweep, blocks, sweep_images)
     matmul, matmul_flops = matmul_case(backbone.device, matmul_size)
     cases["matmul fp32"] = matmul
+    files = encoded_images(max(images, pipeline_batch))
+    pipeline_names = {
+        "one": "files: one image at a time",
+        "inline": f"files: batch {pipeline_batch}, no loader threads",
+        "threads": f"files: batch {pipeline_batch}, {loader_threads} loader threads",
+    }
+    cases[pipeline_names["one"]] = pipeline_case(backbone, files, blocks, 1, 0)
+    cases[pipeline_names["inline"]] = pipeline_case(backbone, files, blocks, pipeline_batch, 0)
+    cases[pipeline_names["threads"]] = pipeline_case(backbone, files, blocks, pipeline_batch, loader_threads)
     same_dtype = backbone.device.type == "cuda" and backbone.precision in _AUTOCAST
     if same_dtype:
         cases[f"matmul {backbone.precision}"], _ = matmul_case(
@@ -208,6 +251,18 @@ def measure(
             "by_batch_size": {
                 str(size): ratio(rates[size] * image_flops, matmul_rate, rates=True) for size in batch_sizes
             },
+        },
+        "pipeline": {
+            "images_per_s": {key: summarize(len(files) / seconds[name]) for key, name in pipeline_names.items()},
+            "batched_vs_one_at_a_time": ratio(
+                seconds[pipeline_names["one"]], seconds[pipeline_names["threads"]], rates=False
+            ),
+            "loader_threads_vs_inline": ratio(
+                seconds[pipeline_names["inline"]], seconds[pipeline_names["threads"]], rates=False
+            ),
+            "files": {"count": len(files), "format": "JPEG q90, 640x480"},
+            "batch_size": pipeline_batch,
+            "loader_threads": loader_threads,
         },
         "matmul_gflops": {"size": matmul_size, "dtype": "float32", **summarize(matmul_rate / 1e9)},
         "backbone_gflops_per_image": image_flops / 1e9,
@@ -280,6 +335,17 @@ def report(results: dict[str, Any]) -> None:
         ["ratio", "min", "median", "max", "best runs", "target", "met (median)"],
         rows,
     )
+    pipeline = results["pipeline"]
+    batched = f"batch {pipeline['batch_size']} with {pipeline['loader_threads']} loader threads"
+    print_table(
+        f"From files to features: {pipeline['files']['count']} files ({pipeline['files']['format']})",
+        ["case", "min", "median", "max"],
+        [[f"images/s, {key}", *_spread(rate)] for key, rate in pipeline["images_per_s"].items()]
+        + [
+            [f"{batched} vs one at a time (x)", *_spread(pipeline["batched_vs_one_at_a_time"])],
+            ["loader threads vs none (x)", *_spread(pipeline["loader_threads_vs_inline"])],
+        ],
+    )
     matmul = results["matmul_gflops"]
     print(
         f"\nmatmul {matmul['size']}^2 float32: {matmul['median']:.1f} GFLOP/s median "
@@ -289,6 +355,10 @@ def report(results: dict[str, Any]) -> None:
         f"{results['flop_counter_gflops_per_image']:.2f}); hook vs extract features max abs diff "
         f"{results['features_max_abs_diff_hook_vs_extract']:.2e}; peak RSS {results['peak_rss_mb']:.0f} MiB"
     )
+
+
+def _spread(figure: dict[str, Any]) -> list[float]:
+    return [figure["min"], figure["median"], figure["max"]]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -305,12 +375,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 5, quick 3)")
     parser.add_argument("--matmul-size", type=int, default=None, help="square matmul size (default 2048 CPU, 8192 GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    parser.add_argument("--pipeline-batch", type=int, default=None, help="batch of the file cases (default 32)")
+    parser.add_argument("--loader-threads", type=int, default=2, help="loader threads of the file cases")
     args = parser.parse_args(argv)
     args.batch_sizes = args.batch_sizes or [1, 8, 32, 64]
     args.images = args.images or (16 if args.quick else 64)
     args.sweep_images = args.sweep_images or min(args.images, 2 if args.quick else 8)
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.matmul_size = args.matmul_size or (2048 if args.device == "cpu" else 8192)
+    args.pipeline_batch = args.pipeline_batch or min(32, args.images)
     return args
 
 
@@ -328,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sweep_images=args.sweep_images,
         repeats=args.repeats,
         matmul_size=args.matmul_size,
+        pipeline_batch=args.pipeline_batch,
+        loader_threads=args.loader_threads,
     )
     results["peak_rss_mb"] = peak_rss_mb()
     results["machine"] = machine(backbone.device)

@@ -110,7 +110,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "submissions:history"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -145,7 +145,14 @@ ATTRIBUTION_SEED = envint("ATTRIBUTION_SEED", 0)
 ATTRIBUTION_BLOCKS = [int(b) for b in envlist("ATTRIBUTION_BLOCKS", ["8"])]
 ATTRIBUTION_DEVICE = envstr("ATTRIBUTION_DEVICE", "auto")
 ATTRIBUTION_PRECISION = envstr("ATTRIBUTION_PRECISION", "fp16")
+# Images per forward pass. A worker groups up to two passes' worth of single-upload messages (the
+# second pass's images are decoded while the first runs), waiting at most ATTRIBUTION_BATCH_WINDOW_MS
+# for more when the queue is short; ATTRIBUTION_LOADER_THREADS open and preprocess the images.
 ATTRIBUTION_BATCH_SIZE = envint("ATTRIBUTION_BATCH_SIZE", 32)
+ATTRIBUTION_BATCH_WINDOW_MS = envint("ATTRIBUTION_BATCH_WINDOW_MS", 50)
+ATTRIBUTION_LOADER_THREADS = envint("ATTRIBUTION_LOADER_THREADS", 2)
+# Each worker process loads the backbone and runs one small pass when it starts, before taking work.
+ATTRIBUTION_WARMUP = envbool("ATTRIBUTION_WARMUP", True)
 ATTRIBUTION_NEAREST_K = envint("ATTRIBUTION_NEAREST_K", 5)
 FEATURE_CACHE_DIR = Path(envstr("FEATURE_CACHE_DIR", str(VAR_DIR / "feature-cache")))
 MODEL_CACHE_DIR = Path(envstr("MODEL_CACHE_DIR", str(VAR_DIR / "model-cache")))
@@ -172,12 +179,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 # Reliability (README, "Reliability"): a message is acknowledged only after its task has run, and
-# one whose worker process died is given back to the queue; a worker holds one message at a time;
+# one whose worker process died is given back to the queue; a worker holds the messages of two groups
+# (one running, one filling: see workers/batching.py), so that its next pass is ready when one ends;
 # Redis hands an unacknowledged message to another worker after the visibility timeout, which must
 # stay above the hard time limit so that a task still running is never delivered twice.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_PREFETCH_MULTIPLIER = envint("CELERY_WORKER_PREFETCH_MULTIPLIER", 4 * ATTRIBUTION_BATCH_SIZE)
+# A pool process loads the backbone and warms it up before it reports itself started.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = envfloat("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 300.0)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 900)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 840)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = envint("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 4_000_000)  # KiB
@@ -188,7 +198,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for its broker for as long as it takes
 CELERY_TASK_DEFAULT_QUEUE = "attribution"
 CELERY_TASK_ROUTES = {
-    "workers.tasks.attribute_submissions": {"queue": "attribution"},
+    "workers.tasks.attribute_submission": {"queue": "attribution"},
     "workers.tasks.compute_reference_features": {"queue": "attribution"},
     "workers.tasks.train_head": {"queue": "training"},
     "workers.tasks.sweep_stale_submissions": {"queue": "attribution"},

@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from webapp.audit import urls as audit_urls
@@ -9,6 +8,7 @@ from webapp.core import urls as core_urls
 from webapp.registry import urls as registry_urls
 from webapp.reports import urls as reports_urls
 from webapp.submissions import urls as submissions_urls
+from webapp.teams import views as teams_views
 
 api_v1 = [
     *submissions_urls.api_urlpatterns,
@@ -19,7 +19,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="submissions:history", permanent=False)),
+    # Where "/" and the login form lead: the team's history, the registry (staff without a team), or a page
+    # that says the user belongs to no team.
+    path("", teams_views.home, name="home"),
     path("", include(core_urls)),
     path("cases/", include(cases_urls)),
     path("submissions/", include(submissions_urls)),
@@ -32,7 +34,7 @@ urlpatterns = [
     path("django-admin/", admin.site.urls),
 ]
 
-# JSON error bodies under /api/, Django's HTML pages elsewhere.
+# JSON error bodies under /api/, the site's own pages (templates/403.html, 404.html) elsewhere.
 handler400 = "webapp.core.views.bad_request"
 handler403 = "webapp.core.views.permission_denied"
 handler404 = "webapp.core.views.page_not_found"

@@ -15,7 +15,7 @@ from PIL import Image
 from attribution.backbone import Backbone, load_backbone
 from attribution.config import OFFLINE_BACKBONE
 from attribution.features import FeatureCache, concat_blocks, extract_features
-from attribution.images import open_image, sha256_of
+from attribution.images import ImageRejected, open_image, sha256_of
 
 
 class CountingBackbone(Backbone):
@@ -120,6 +120,44 @@ def test_it_takes_pil_images_and_bytes_without_a_cache(backbone: CountingBackbon
     assert extract_features(backbone, [], [3])[3].shape == (0, 384)
     with pytest.raises(ValueError, match="sha256s"):
         extract_features(backbone, data, [3], sha256s=["0" * 64])
+
+
+def test_loader_threads_prepare_ahead_and_give_the_same_features(backbone: CountingBackbone) -> None:
+    data = [png(seed, size=(48 + seed, 40)) for seed in range(7)]
+    opened_by: list[str] = []
+
+    def loader(item: bytes):  # type: ignore[no-untyped-def]
+        def load() -> Image.Image:
+            opened_by.append(threading.current_thread().name)
+            return open_image(item)
+
+        return load
+
+    inline = extract_features(backbone, data, [2, 5], batch_size=3)
+    threaded = extract_features(backbone, [loader(item) for item in data], [2, 5], batch_size=3, loader_threads=2)
+
+    assert backbone.batches == [3, 3, 1] * 2
+    assert len(opened_by) == 7 and all(name.startswith("preprocess") for name in opened_by)
+    for block in (2, 5):
+        np.testing.assert_array_equal(threaded[block], inline[block])
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_an_image_that_cannot_be_read_fails_alone_when_failures_are_collected(
+    backbone: CountingBackbone, threads: int
+) -> None:
+    data = [png(1), b"not an image", png(2), png(3)]
+    failures: dict[int, Exception] = {}
+
+    features = extract_features(backbone, data, [4], batch_size=2, loader_threads=threads, failures=failures)
+
+    assert list(failures) == [1] and "not a recognised image" in str(failures[1])
+    assert backbone.batches == [1, 2]  # the pass skipped the unreadable one
+    alone = extract_features(backbone, [data[0], data[2], data[3]], [4])
+    np.testing.assert_allclose(features[4][[0, 2, 3]], alone[4], atol=1e-5)
+    assert not features[4][1].any()
+    with pytest.raises(ImageRejected, match="not a recognised image"):
+        extract_features(backbone, data, [4], loader_threads=threads)
 
 
 def test_concat_blocks_keeps_the_order_asked_for() -> None:

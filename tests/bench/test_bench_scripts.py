@@ -49,6 +49,10 @@ def test_it_measures_throughput_and_writes_the_figures(tmp_path: Path) -> None:
         assert results[key]["min"] <= results[key]["median"] <= results[key]["max"], key
         assert math.isfinite(results[key]["best_runs"]) and results[key]["best_runs"] > 0, key
     assert set(results["images_per_s"]) == {"1", "2"}
+    pipeline = results["pipeline"]  # from encoded files: one at a time, batched, batched with loader threads
+    assert set(pipeline["images_per_s"]) == {"one", "inline", "threads"}
+    assert all(rate["median"] > 0 for rate in pipeline["images_per_s"].values())
+    assert pipeline["batched_vs_one_at_a_time"]["median"] > 0 and pipeline["loader_threads_vs_inline"]["median"] > 0
     assert all(math.isfinite(rate["median"]) and rate["median"] > 0 for rate in results["images_per_s"].values())
     assert math.isfinite(results["matmul_gflops"]["median"]) and results["matmul_gflops"]["median"] > 0
     assert results["peak_rss_mb"] > 0

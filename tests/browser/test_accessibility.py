@@ -83,6 +83,7 @@ def main_pages(site: Site) -> list[tuple[str, str]]:
         ("heads", "/registry/heads/"),
         ("head-version", f"/registry/heads/{site.candidate_version}/"),
         ("training-job", f"/registry/training-jobs/{site.training_job_id}/"),
+        ("workers", "/workers/"),  # staff only (alice is staff here)
     ]
 
 

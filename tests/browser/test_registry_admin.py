@@ -1,5 +1,6 @@
 """A registry admin in a real browser: register a generator, upload its references, train a head on the
-worker while the job's page follows it, compare the candidate with the active head, activate it, roll back."""
+worker while the job's page follows it, read the new head's page (per-class recall, confusion matrix,
+accuracy per block), compare the candidate with the active head, activate it, roll back."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from attribution.synth import DEFAULT_UNKNOWN
-from tests.browser import assert_accessible, log_in, upload_images
+from tests.browser import assert_accessible, log_in, screenshot, upload_images
 from tests.fixtures import WorkerProcess
 from webapp.audit.models import AuditEvent
 from webapp.registry.models import Generator, HeadVersion, TrainingJob
@@ -83,13 +84,27 @@ def test_it_registers_a_generator_trains_compares_activates_and_rolls_back(
     assert job.status == "done" and candidate is not None and candidate.version == 2
     assert NEW_SLUG in candidate.classes and candidate.status == HeadVersion.Status.CANDIDATE
 
-    # The head's own page: its pictures (per-class recall, confusion matrix).
+    # The head's own page: its pictures (per-class recall, confusion matrix, accuracy per block).
     page.locator("#job-head-link").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Head v2")
     recall = page.get_by_test_id("recall-chart")
     expect(recall.get_by_role("listitem")).to_have_count(len(candidate.classes))
     confusion = page.get_by_test_id("confusion")
     expect(confusion.locator("tbody tr")).to_have_count(len(candidate.classes))
+    # Accuracy per block, the paper's key figure: a line per figure, the head's block marked, and the
+    # same numbers in a table.
+    per_block = candidate.metrics["per_block"]
+    expect(page.get_by_role("img", name="Accuracy and macro F1 per block")).to_be_visible()
+    chart = page.get_by_test_id("block-chart")
+    expect(chart.locator("polyline")).to_have_count(2)
+    expect(chart.locator("circle.marker.marked")).to_have_count(2)  # the head's block on each line
+    page.get_by_text("The figures per block").click()
+    figures = page.get_by_test_id("per-block-table")
+    expect(figures.locator("tbody tr")).to_have_count(len(per_block))
+    expect(figures.get_by_role("row", name="(this head)")).to_contain_text(f"{per_block[8]['accuracy']:.3f}")
+    page.get_by_role("region", name="Accuracy per block").scroll_into_view_if_needed()
+    screenshot(page, "registry-admin-head-version-per-block")
+    assert_accessible(page, "head version page with its per-block chart")
 
     # Compare the candidate with the active head, activate it, then roll back.
     page.get_by_role("link", name="Heads").first.click()
@@ -99,6 +114,8 @@ def test_it_registers_a_generator_trains_compares_activates_and_rolls_back(
     accuracy = compare.get_by_role("row", name="Accuracy (cross-validated)").get_by_role("cell")
     expect(accuracy.nth(0)).to_have_text(f"{active_head.metrics['accuracy']:.3f}")
     expect(accuracy.nth(1)).to_have_text(f"{candidate.metrics['accuracy']:.3f}")
+    expect(page.get_by_role("img", name="Accuracy per block, active head and candidate")).to_be_visible()
+    expect(page.get_by_test_id("compare-block-chart").locator("polyline")).to_have_count(2)
 
     page.get_by_test_id("activate-candidate").click()
     expect(page.get_by_role("status").filter(has_text="Head v2 is active.")).to_be_visible()

@@ -115,6 +115,8 @@ REGISTRY_API = "401 200 200 200 200"
 
 ROWS: list[Row] = [
     # --- the site and accounts
+    # The start page sends each user on: the team's history, the registry for staff, the login page for the
+    # anonymous (a user in no team gets a page that says so: tests/webapp/test_landing_and_error_pages.py).
     Row(GET, lambda w: "/", by_role("302 302 302 302 302")),
     Row(GET, lambda w: "/healthz", by_role("200 200 200 200 200")),
     # Readiness waits for worker replies: checked once (it asks nothing of the caller).
@@ -128,6 +130,7 @@ ROWS: list[Row] = [
     Row(GET, lambda w: "/django-admin/", by_role("302 302 302 302 200")),
     Row(GET, lambda w: "/django-admin/submissions/submission/", by_role("302 302 302 302 403")),
     Row(GET, lambda w: "/audit/", by_role("302 302 302 302 200")),
+    Row(GET, lambda w: "/workers/", by_role("302 302 302 302 200")),
     # --- protected media
     Row(GET, lambda w: media(w, w.submission.image.name), by_role("302 200 200 404 404")),
     Row(GET, lambda w: media(w, w.reference.image.name), by_role("302 200 200 200 200")),

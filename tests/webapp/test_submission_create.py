@@ -21,7 +21,7 @@ from webapp.teams.models import Team
 
 
 def queued_groups(callbacks: list[Callable[[], None]]) -> list[list[int]]:
-    """The id groups that the on-commit callbacks send to the `attribution` queue."""
+    """The ids that each on-commit callback sends to the `attribution` queue (one message each)."""
     return [callback.args[0] for callback in callbacks]  # type: ignore[attr-defined]
 
 
@@ -77,8 +77,7 @@ def test_an_earlier_failed_upload_does_not_count_as_a_duplicate(team_a: Team, bo
     )
 
 
-@override_settings(ATTRIBUTION_BATCH_SIZE=2)
-def test_a_batch_goes_through_except_its_rejected_files_and_is_queued_in_groups(
+def test_a_batch_goes_through_except_its_rejected_files_and_is_queued_once_committed(
     team_a: Team, bob: User, django_capture_on_commit_callbacks
 ) -> None:
     case = Case.objects.create(team=team_a, title="Seized drive", created_by=bob)
@@ -101,12 +100,8 @@ def test_a_batch_goes_through_except_its_rejected_files_and_is_queued_in_groups(
     created = [o.submission for o in outcomes if o.submission is not None]
     assert created[-1].duplicate_of == created[0]
     assert all(s.case == case for s in created)
-    # Five new images in groups of two: three tasks, each one forward pass; the duplicate is not sent.
-    assert queued_groups(callbacks) == [
-        [s.pk for s in created[0:2]],
-        [s.pk for s in created[2:4]],
-        [created[4].pk],
-    ]
+    # Five new images, sent after the commit; the duplicate is not sent (the workers group the messages).
+    assert queued_groups(callbacks) == [[s.pk for s in created[:5]]]
     assert AuditEvent.objects.filter(action="upload").count() == 6
     assert AuditEvent.objects.filter(action="upload_rejected").count() == 2
 
@@ -151,15 +146,16 @@ def test_a_committed_upload_reaches_the_attribution_queue(
     from workers.celery import app
 
     app.control.purge()
-    submission = submission_create(
-        team=team_a, user=bob, uploaded_file=uploaded("a.png", image_bytes(seed=8))
+    outcomes = submission_create_batch(
+        team=team_a, user=bob, uploaded_files=[uploaded(f"{i}.png", image_bytes(seed=8 + i)) for i in range(3)]
     )
     with app.connection_for_read() as connection:
         queue = connection.SimpleQueue("attribution")
         try:
-            message = queue.get(timeout=5)
-            assert message.headers["task"] == "workers.tasks.attribute_submissions"
-            assert message.decode()[0] == [[submission.pk]]
-            message.ack()
+            for outcome in outcomes:  # one message per submission, in upload order
+                message = queue.get(timeout=5)
+                assert message.headers["task"] == "workers.tasks.attribute_submission"
+                assert outcome.submission is not None and message.decode()[0] == [outcome.submission.pk]
+                message.ack()
         finally:
             queue.close()

@@ -9,10 +9,11 @@ from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.test import Client
 
 from attribution.synth import DEFAULT_KNOWN, DEFAULT_UNKNOWN
 from tests.fixtures import WorkerProcess, api_client, wait_for
-from tests.webapp import uploaded
+from tests.webapp import image_bytes, uploaded
 from webapp.submissions.models import Submission, Verdict
 from webapp.submissions.services import submission_create, submissions_sweep_stale
 
@@ -49,12 +50,13 @@ def test_uploads_come_back_as_verdicts_and_an_unreadable_file_fails(
     assert submissions_sweep_stale(stale_after_s=0) == [early]  # what the periodic sweep does
     known = api_upload(bob, synth_image(synth_dir, DEFAULT_KNOWN[2]))
     real = api_upload(bob, synth_image(synth_dir, "real", 5))
-    # The stored bytes are damaged after the upload was checked and before the worker reads them.
+    # The stored bytes are damaged after the upload was checked and before the worker reads them. (An
+    # image whose features are cached under its SHA-256 is never read again: this one is new.)
     with transaction.atomic():
         broken = submission_create(
             team=bob.membership.team,
             user=bob,
-            uploaded_file=uploaded("x.png", synth_image(synth_dir, "real", 6).read_bytes()),
+            uploaded_file=uploaded("x.png", image_bytes("PNG", size=(64, 48), seed=4242)),
         )
         default_storage.delete(broken.image.name)
         default_storage.save(broken.image.name, ContentFile(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40))
@@ -95,3 +97,44 @@ def test_uploads_come_back_as_verdicts_and_an_unreadable_file_fails(
     assert (
         status["device"] == "cpu" and "head_version" in status and status["backbone"].startswith("ViT-S-16")
     )
+
+
+def test_single_uploads_are_grouped_into_forward_passes_and_the_worker_reports_its_rate(
+    transactional_db: None, active_head: object, bob: User, staff: User
+) -> None:
+    from tests.fixtures import purge_broker
+    from workers.celery import app
+
+    purge_broker()
+    # Ten uploads of one image each: ten messages, queued before the worker starts.
+    ids = [
+        submission_create(
+            team=bob.membership.team, user=bob, uploaded_file=uploaded(f"one-{i}.png", image_bytes(seed=7700 + i))
+        ).pk
+        for i in range(10)
+    ]
+    # Passes of 4 images, groups of up to two passes: a full group of 8 at once, then the 2 left over
+    # once the pool process is free again (within the 500 ms window, they all arrive together).
+    worker = WorkerProcess(env={"ATTRIBUTION_BATCH_SIZE": "4", "ATTRIBUTION_BATCH_WINDOW_MS": "500"})
+    try:
+        worker.wait_ready()
+        wait_for(lambda: set(statuses(ids).values()) == {"done"}, timeout=180, message="every upload done")
+        wait_for(lambda: "attributed 2 of 2" in worker.read_log(), timeout=30, message="the log line")
+        log = worker.read_log()
+        replies = app.control.broadcast("worker_status", reply=True, timeout=10)
+        page = Client()
+        page.force_login(staff)
+        html = page.get("/workers/").content.decode()
+    finally:
+        worker.stop()
+    assert "attributed 8 of 8 submissions" in log and "images/s" in log, log[-3000:]
+    prefix = worker.name.split("@")[0] + "@"  # the name with its %h expanded
+    (status,) = [info for reply in replies for name, info in reply.items() if name.startswith(prefix)]
+    assert status["batch_size"] == 4 and status["device"] == "cpu" and status["precision"] == "fp32"
+    throughput = status["throughput"]
+    assert (throughput["groups"], throughput["images"], throughput["last_group_size"]) == (2, 10, 2)
+    assert throughput["images_per_s"] > 0 and throughput["busy_s"] > 0
+    # The staff page shows the same.
+    assert "1 worker answering" in html and prefix in html and "cpu (fp32)" in html, html
+    assert "ViT-S-16/random-seed0" in html and "not pretrained" in html and "10 in 2 groups" in html
+    assert "2 images at" in html

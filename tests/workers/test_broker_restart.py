@@ -13,7 +13,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count
-from django.test import override_settings
 
 from tests.fixtures import WorkerProcess, api_client, wait_for
 from tests.webapp import image_bytes, uploaded
@@ -22,7 +21,7 @@ from webapp.registry.models import HeadVersion
 from webapp.submissions.models import Submission, Verdict
 from webapp.submissions.services import submission_create, submission_create_batch, submissions_sweep_stale
 
-BATCH = 8
+BATCH = 8  # images per group (two forward passes of 4)
 
 
 def statuses(ids: list[int]) -> dict[int, str]:
@@ -51,13 +50,12 @@ def test_a_broker_restart_loses_no_upload(
 ) -> None:
     team = bob.membership.team
     with redis_server(tmp_path) as broker, celery_broker(broker.url):
-        worker = WorkerProcess(env={"REDIS_URL": broker.url})
+        worker = WorkerProcess(env={"REDIS_URL": broker.url, "ATTRIBUTION_BATCH_SIZE": str(BATCH // 2)})
         try:
             worker.wait_ready()
             files = [uploaded(f"b{i}.png", image_bytes("PNG", size=(224, 224), seed=9000 + i)) for i in range(24)]
-            with override_settings(ATTRIBUTION_BATCH_SIZE=BATCH):
-                ids = [o.submission.pk for o in submission_create_batch(team=team, user=bob, uploaded_files=files)
-                       if o.submission]
+            ids = [o.submission.pk for o in submission_create_batch(team=team, user=bob, uploaded_files=files)
+                   if o.submission]
             assert len(ids) == 24
             wait_for(lambda: "processing" in statuses(ids).values(), timeout=120, interval=0.02,
                      message="a batch in flight")

@@ -39,9 +39,11 @@ def test_a_training_job_runs_on_the_worker_with_live_progress(
         == 201
     )
     paths = sorted((synth_dir / NEW_GENERATOR).glob("*.png"))[-REFERENCES:]
-    block = settings.ATTRIBUTION_BLOCKS[0]
+    # The head's block, and every other block for the training's per-block sweep, from the same pass.
+    blocks = sorted({*settings.ATTRIBUTION_BLOCKS, *range(backbone.num_blocks)})
     for path in paths:  # whatever an earlier run cached, the worker must compute these
-        cache.path(sha256_of(path), backbone.identity, block).unlink(missing_ok=True)
+        for block in blocks:
+            cache.path(sha256_of(path), backbone.identity, block).unlink(missing_ok=True)
     for path in paths:
         with open(path, "rb") as handle:
             response = admin.post(f"/api/v1/generators/{NEW_GENERATOR}/references/", {"image": handle})
@@ -52,7 +54,7 @@ def test_a_training_job_runs_on_the_worker_with_live_progress(
         ReferenceImage.objects.filter(generator__slug=NEW_GENERATOR).values_list("sha256", flat=True)
     )
     wait_for(
-        lambda: all(cache.get(sha, backbone.identity, block) is not None for sha in new_shas),
+        lambda: all(cache.get(sha, backbone.identity, b) is not None for sha in new_shas for b in blocks),
         timeout=120,
         message="reference features computed on the worker",
     )
@@ -75,7 +77,8 @@ def test_a_training_job_runs_on_the_worker_with_live_progress(
     assert job["status"] == "done", job
     assert job["head_version"] == 1 and job["progress"] == 1.0 and job["error"] == ""
     logged_steps = {line.split(" ")[1].rstrip(":") for line in job["log"].splitlines()}
-    assert {"features", "fit", "cross_validation", "holdout", "saving", "done"} <= logged_steps, job["log"]
+    steps = {"features", "fit", "cross_validation", "holdout", "block_sweep", "saving", "done"}
+    assert steps <= logged_steps, job["log"]
     running = [progress for status, _, progress in seen if status == "running"]
     assert running, seen  # the API showed the job while it ran
     assert running == sorted(running), seen  # progress only moves forward
@@ -85,6 +88,7 @@ def test_a_training_job_runs_on_the_worker_with_live_progress(
     assert NEW_GENERATOR in head.classes and head.status == HeadVersion.Status.CANDIDATE
     assert sum(item["generator"] == NEW_GENERATOR for item in head.manifest) == REFERENCES
     assert head.backbone == backbone.identity  # the worker's backbone is the one this process loads
+    assert [row["block"] for row in head.metrics["per_block"]] == list(range(backbone.num_blocks))
 
     assert admin.post("/api/v1/heads/1/activate/").json()["status"] == "active"
     assert AuditEvent.objects.filter(action="activate", actor=staff, detail__version=1).exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection
 
 from workers.celery import app as celery_app
@@ -25,11 +27,17 @@ def broker_ok(timeout: float = 2.0) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
+def workers_status(timeout: float = 2.0) -> dict[str, dict[str, Any]]:
+    """Each worker that answers within `timeout`, by name: device, precision, backbone, head version,
+    batch size and throughput (see workers/tasks/attribution.py). Raises when the broker cannot be asked."""
+    replies = celery_app.control.broadcast("worker_status", reply=True, timeout=timeout)
+    return {name: info for reply in replies or [] for name, info in sorted(reply.items())}
+
+
 def workers_ok(timeout: float = 2.0) -> tuple[bool, dict[str, object]]:
     """Ping the workers; each answers with its device and loaded head version."""
     try:
-        replies = celery_app.control.broadcast("worker_status", reply=True, timeout=timeout)
+        workers = workers_status(timeout)
     except Exception as exc:
         return False, {"error": f"{type(exc).__name__}: {exc}"}
-    workers = {name: info for reply in replies or [] for name, info in reply.items()}
-    return bool(workers), workers
+    return bool(workers), dict(workers)

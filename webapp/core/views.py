@@ -3,9 +3,11 @@ from __future__ import annotations
 import mimetypes
 from pathlib import PurePosixPath
 
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -47,6 +49,24 @@ def readyz(request: HttpRequest) -> JsonResponse:
     )
 
 
+WORKER_STATUS_TIMEOUT_S = 2.0
+
+
+@staff_member_required
+@require_GET
+@never_cache
+def workers(request: HttpRequest) -> HttpResponse:
+    """Staff: each answering worker's device, backbone, head, batch size and images per second."""
+    statuses: dict[str, dict[str, object]] = {}
+    error = ""
+    try:
+        statuses = health.workers_status(WORKER_STATUS_TIMEOUT_S)
+    except Exception as exc:  # the broker away: say so on the page
+        error = f"{type(exc).__name__}: {exc}"
+    rows = [{"name": name, **status} for name, status in statuses.items()]
+    return render(request, "core/workers.html", {"workers": rows, "error": error, "timeout": WORKER_STATUS_TIMEOUT_S})
+
+
 @login_required
 @require_GET
 def media(request: HttpRequest, path: str) -> FileResponse:
@@ -67,8 +87,9 @@ def media(request: HttpRequest, path: str) -> FileResponse:
     return response
 
 
-# Error pages (the root URLconf's handlers): JSON under /api/, Django's HTML pages elsewhere, so that
-# an API client never has to parse HTML, not even for a URL that names no endpoint.
+# Error pages (the root URLconf's handlers): JSON under /api/, so that an API client never has to parse
+# HTML, not even for a URL that names no endpoint; elsewhere Django's handlers render the site's own
+# templates/403.html and 404.html (on base.html, with the reason and a way back).
 API_PREFIX = "/api/"
 
 

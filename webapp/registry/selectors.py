@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Prefetch, QuerySet
@@ -50,6 +51,37 @@ def head_version_candidate() -> HeadVersion | None:
     if active is not None:
         candidates = candidates.filter(version__gt=active.version)
     return candidates.first()
+
+
+@dataclass(frozen=True)
+class BlockSweep:
+    """A head version's per-block figures, measured when it was trained (`metrics["per_block"]`).
+
+    `state` is "measured" (`rows`: block, accuracy, macro_f1, auroc or None, head_block), "skipped"
+    (`reason` says why), or "not_recorded" for a head trained before the sweep existed."""
+
+    state: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+    C: float | None = None
+
+    @property
+    def has_auroc(self) -> bool:
+        return any(row.get("auroc") is not None for row in self.rows)
+
+    def values(self, key: str) -> list[tuple[int, float | None]]:
+        """(block, value) pairs of one figure, for a chart."""
+        return [(int(row["block"]), row.get(key)) for row in self.rows]
+
+
+def head_version_block_sweep(*, head_version: HeadVersion) -> BlockSweep:
+    metrics = head_version.metrics or {}
+    if "per_block" not in metrics:
+        return BlockSweep(state="not_recorded")
+    if not metrics["per_block"]:
+        return BlockSweep(state="skipped", reason=str(metrics.get("per_block_skipped") or "no figures"))
+    rows = sorted(metrics["per_block"], key=lambda row: int(row["block"]))
+    return BlockSweep(state="measured", rows=rows, C=(metrics.get("per_block_protocol") or {}).get("C"))
 
 
 def training_job_list() -> QuerySet[TrainingJob]:

@@ -42,6 +42,7 @@ from webapp.teams.models import Team
 if TYPE_CHECKING:
     from attribution.backbone import Backbone
     from attribution.features import FeatureCache
+    from attribution.training import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -250,25 +251,26 @@ def reference_image_delete(*, actor: Actor, reference: ReferenceImage) -> None:
     transaction.on_commit(lambda: default_storage.delete(name))
 
 
-def reference_features(
+def reference_block_features(
     references: Sequence[ReferenceImage],
     *,
     backbone: Backbone,
     cache: FeatureCache,
     blocks: Sequence[int],
     progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Features `[N, D * len(blocks)]` of the references, from the cache; the missing ones are read through
-    the storage API and computed in batches (and cached)."""
-    from attribution.features import concat_blocks, extract_features
+) -> dict[int, np.ndarray]:
+    """Features `{block: [N, D]}` of the references, from the cache; the missing ones are read through the
+    storage API and computed in batches (and cached), every block of a batch in one forward pass."""
+    from attribution.features import extract_features
 
-    width = backbone.width * len(blocks)
-    matrix = np.zeros((len(references), width), dtype=np.float32)
+    take = backbone.validate_blocks(blocks)
+    by_block = {block: np.zeros((len(references), backbone.width), dtype=np.float32) for block in take}
     missing = []
     for row, reference in enumerate(references):
-        vectors = [cache.get(reference.sha256, backbone.identity, block) for block in blocks]
+        vectors = [cache.get(reference.sha256, backbone.identity, block) for block in take]
         if all(vector is not None for vector in vectors):
-            matrix[row] = np.concatenate(vectors)  # type: ignore[arg-type]
+            for block, vector in zip(take, vectors, strict=True):
+                by_block[block][row] = vector
         else:
             missing.append(row)
     done = len(references) - len(missing)
@@ -280,24 +282,34 @@ def reference_features(
         features = extract_features(
             backbone,
             sources,
-            blocks,
+            take,
             sha256s=[references[row].sha256 for row in rows],
             cache=cache,
             batch_size=batch_size,
         )
-        matrix[rows] = concat_blocks(features, blocks)
+        for block in take:
+            by_block[block][rows] = features[block]
         done += len(rows)
         if progress is not None:
             progress(done, len(references))
-    return matrix
+    return by_block
+
+
+def training_blocks(*, backbone: Backbone) -> list[int]:
+    """The blocks a training job reads: the head's (ATTRIBUTION_BLOCKS) and, for the per-block sweep, every
+    block of the backbone. One forward pass gives them all."""
+    return sorted({int(block) for block in settings.ATTRIBUTION_BLOCKS} | set(range(backbone.num_blocks)))
 
 
 def reference_features_compute(
     *, reference_ids: Sequence[int], backbone: Backbone, cache: FeatureCache
 ) -> int:
-    """Fill the feature cache for these references (those deleted meanwhile are skipped); returns how many."""
+    """Fill the feature cache for these references (those deleted meanwhile are skipped) with every block a
+    training job reads, so that the training finds them all cached; returns how many."""
     references = list(ReferenceImage.objects.filter(pk__in=reference_ids).order_by("pk"))
-    reference_features(references, backbone=backbone, cache=cache, blocks=settings.ATTRIBUTION_BLOCKS)
+    reference_block_features(
+        references, backbone=backbone, cache=cache, blocks=training_blocks(backbone=backbone)
+    )
     return len(references)
 
 
@@ -443,6 +455,7 @@ def _train(
     job: TrainingJob, reporter: _JobReporter, *, backbone: Backbone, cache: FeatureCache
 ) -> HeadVersion:
     from attribution.artifact import HeadArtifact, save_head
+    from attribution.features import concat_blocks
     from attribution.training import TrainConfig, TrainingCancelled, train_head
 
     blocks = [int(block) for block in settings.ATTRIBUTION_BLOCKS]
@@ -460,10 +473,17 @@ def _train(
             raise TrainingCancelled("cancelled while computing features")
         reporter.report("features", 0.4 * done / max(total, 1))
 
-    features = reference_features(
-        references, backbone=backbone, cache=cache, blocks=blocks, progress=feature_progress
+    # The head's blocks and every block for the per-block sweep, all from one forward pass per batch.
+    by_block = reference_block_features(
+        references,
+        backbone=backbone,
+        cache=cache,
+        blocks=training_blocks(backbone=backbone),
+        progress=feature_progress,
     )
-    reporter.report("features", 0.4, f"features of {len(references)} images ready (blocks {blocks})")
+    features = concat_blocks(by_block, blocks)
+    swept = f"blocks {min(by_block)}-{max(by_block)}, the head's {blocks}"
+    reporter.report("features", 0.4, f"features of {len(references)} images ready ({swept})")
 
     config = TrainConfig(real_label=Generator.REAL_SLUG)
     sha256s = [reference.sha256 for reference in references]
@@ -474,11 +494,13 @@ def _train(
         config=config,
         # The engine's last step is "done"; the job is done only once its head is saved.
         progress=lambda step, fraction: reporter.report(
-            "trained" if step == "done" else step, 0.4 + 0.55 * fraction
+            "trained" if step == "done" else step, 0.4 + 0.45 * fraction
         ),
         should_stop=reporter.should_stop,
     )
     metrics = _json_safe(result.metrics)
+    C = float(result.hyperparameters.get("C", 1.0))  # a kNN head has no C: the probe's default
+    metrics |= _block_sweep(by_block, labels, head_blocks=blocks, C=C, config=config, reporter=reporter)
     reporter.report("saving", 0.95, _metrics_line(metrics))
 
     artifact = HeadArtifact(
@@ -519,6 +541,50 @@ def _train(
             ],
             created_by=job.requested_by,
         )
+
+
+def _block_sweep(
+    by_block: dict[int, np.ndarray],
+    labels: Sequence[str],
+    *,
+    head_blocks: Sequence[int],
+    C: float,
+    config: TrainConfig,
+    reporter: _JobReporter,
+) -> dict[str, Any]:
+    """The per-block sweep for the head's metrics (`attribution.sweep.sweep_blocks` with the head's C and
+    folds; closed set only, the open-set figures would cost about five times as much): `per_block` lists
+    `{block, accuracy, macro_f1, auroc (None), head_block}` for every block, or is None with
+    `per_block_skipped` saying why."""
+    from attribution.sweep import sweep_blocks
+    from attribution.training import TrainingCancelled
+
+    if reporter.should_stop():
+        raise TrainingCancelled("cancelled before the block sweep")
+    blocks = sorted(by_block)
+    reporter.report(
+        "block_sweep",
+        0.85,
+        f"a linear probe (C {C:.3g}, {config.cv_folds}-fold) on each of blocks {blocks[0]}-{blocks[-1]}",
+    )
+    try:
+        scores = sweep_blocks(
+            by_block, labels, C=C, cv_folds=config.cv_folds, random_state=config.random_state
+        )
+    except ValueError as error:  # a class with a single image: nothing to cross-validate
+        reporter.report("block_sweep", 0.95, f"skipped: {error}")
+        return {"per_block": None, "per_block_skipped": str(error)}
+    rows = [score.as_dict() | {"head_block": score.block in head_blocks} for score in scores]
+    best = max(rows, key=lambda row: (row["accuracy"], -row["block"]))
+    ours = ", ".join(f"block {row['block']} {row['accuracy']:.3f}" for row in rows if row["head_block"])
+    reporter.report(
+        "block_sweep",
+        0.95,
+        "accuracy by block: "
+        + " ".join(f"{row['accuracy']:.2f}" for row in rows)
+        + f"; best block {best['block']} ({best['accuracy']:.3f}); the head's: {ours}",
+    )
+    return {"per_block": rows, "per_block_protocol": {"probe": "linear", "C": C}}
 
 
 def _metrics_line(metrics: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from webapp.core.permissions import ViewFunc, registry_admin_required, request_team
 from webapp.registry import selectors, services
+from webapp.registry.charts import BlockChart, block_chart
 from webapp.registry.forms import GeneratorForm, ReattributeForm, ReferenceUploadForm
 from webapp.registry.models import Generator, HeadVersion, ReferenceImage, TrainingJob
 from webapp.submissions.validation import UploadRejected
@@ -173,6 +174,44 @@ def _confusion_rows(metrics: dict[str, Any]) -> tuple[list[str], list[dict[str, 
     return labels, rows
 
 
+def _block_sweep_chart(sweep: selectors.BlockSweep, head: HeadVersion) -> BlockChart | None:
+    if sweep.state != "measured":
+        return None
+    series = [("Accuracy", sweep.values("accuracy")), ("Macro F1", sweep.values("macro_f1"))]
+    if sweep.has_auroc:
+        series.append(("AUROC", sweep.values("auroc")))
+    return block_chart(series, marked_blocks=head.blocks)
+
+
+def _block_comparison(active: HeadVersion | None, candidate: HeadVersion | None) -> dict[str, Any] | None:
+    """Accuracy per block of the active head and the candidate, side by side; None without a candidate.
+    A head trained before the per-block sweep existed is named in `unmeasured`, and there is no chart."""
+    if active is None or candidate is None:
+        return None
+    active_sweep = selectors.head_version_block_sweep(head_version=active)
+    candidate_sweep = selectors.head_version_block_sweep(head_version=candidate)
+    unmeasured = [
+        head for head, sweep in ((active, active_sweep), (candidate, candidate_sweep)) if sweep.state != "measured"
+    ]
+    if unmeasured:
+        return {"chart": None, "rows": [], "unmeasured": unmeasured}
+    left, right = dict(active_sweep.values("accuracy")), dict(candidate_sweep.values("accuracy"))
+    rows = []
+    for block in sorted(left.keys() | right.keys()):
+        a, c = left.get(block), right.get(block)
+        delta = c - a if a is not None and c is not None else None
+        marked = block in active.blocks or block in candidate.blocks
+        rows.append({"block": block, "active": a, "candidate": c, "delta": delta, "marked": marked})
+    chart = block_chart(
+        [
+            (f"Active v{active.version}", active_sweep.values("accuracy")),
+            (f"Candidate v{candidate.version}", candidate_sweep.values("accuracy")),
+        ],
+        marked_blocks=set(active.blocks) | set(candidate.blocks),
+    )
+    return {"chart": chart, "rows": rows, "unmeasured": []}
+
+
 @registry_reader_required
 def heads(request: HttpRequest) -> HttpResponse:
     active, candidate = selectors.head_version_active(), selectors.head_version_candidate()
@@ -181,6 +220,7 @@ def heads(request: HttpRequest) -> HttpResponse:
         "active": active,
         "candidate": candidate,
         "compare_rows": _metric_rows(active, candidate),
+        "block_comparison": _block_comparison(active, candidate),
         "current_job": selectors.training_job_current(),
         "recent_jobs": selectors.training_job_list()[:10],
     }
@@ -192,9 +232,12 @@ def head_detail(request: HttpRequest, version: int) -> HttpResponse:
     head = get_object_or_404(selectors.head_version_list(), version=version)
     active = selectors.head_version_active()
     labels, confusion_rows = _confusion_rows(head.metrics)
+    block_sweep = selectors.head_version_block_sweep(head_version=head)
     context = {
         "head": head,
         "active": active,
+        "block_sweep": block_sweep,
+        "block_chart": _block_sweep_chart(block_sweep, head),
         "compare_rows": _metric_rows(active, head),
         "confusion_labels": labels,
         "confusion_rows": confusion_rows,

@@ -22,7 +22,7 @@ from django.utils import timezone
 from PIL import Image
 
 from attribution.features import FeatureCache, concat_blocks, extract_features
-from attribution.images import ImageRejected, open_image
+from attribution.images import open_image
 from webapp.audit.services import audit_record
 from webapp.cases.models import Case
 from webapp.registry.models import HeadVersion
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ATTRIBUTE_TASK = "workers.tasks.attribute_submissions"
+ATTRIBUTE_TASK = "workers.tasks.attribute_submission"
 Status = Submission.Status
 
 
@@ -163,19 +163,21 @@ def _send(submission_ids: list[int]) -> None:
     from workers.celery import app
 
     try:
-        app.send_task(ATTRIBUTE_TASK, args=[submission_ids])
+        with app.producer_or_acquire() as producer:
+            for submission_id in submission_ids:
+                app.send_task(ATTRIBUTE_TASK, args=[submission_id], producer=producer)
     except Exception:
         # The uploads are committed; the periodic sweep sends them again once the broker is back.
         logger.exception("could not queue submissions %s; the sweep will re-queue them", submission_ids)
 
 
 def submissions_enqueue(*, submission_ids: Iterable[int]) -> None:
-    """Send the ids to the `attribution` queue once the current transaction commits (nothing is
-    sent if it rolls back), in groups of ATTRIBUTION_BATCH_SIZE: one task, one forward pass."""
+    """Send one message per id to the `attribution` queue once the current transaction commits
+    (nothing is sent if it rolls back). Workers group the messages into forward passes of their
+    own batch size (workers/batching.py), whichever upload they came from."""
     ids = list(submission_ids)
-    size = max(1, settings.ATTRIBUTION_BATCH_SIZE)
-    for start in range(0, len(ids), size):
-        transaction.on_commit(partial(_send, ids[start : start + size]))
+    if ids:
+        transaction.on_commit(partial(_send, ids))
 
 
 def _requeue(
@@ -266,26 +268,46 @@ def _open_stored(submission: Submission) -> Image.Image:
 
 
 def _attribute(
-    attributor: Attributor, images: list[Image.Image], sha256s: list[str], cache: FeatureCache | None
+    attributor: Attributor,
+    submissions: Sequence[Submission],
+    cache: FeatureCache | None,
+    *,
+    batch_size: int,
+    loader_threads: int,
 ) -> list[Attribution | str]:
-    """One forward pass for the batch; if it fails, image by image, so that one bad image fails
-    alone. Each item is the attribution or the reason it failed."""
+    """Forward passes of `batch_size` over the submissions' images, opened and preprocessed by
+    `loader_threads` threads beside the passes. An unreadable image fails alone; if a pass fails,
+    its images are tried one by one, so that one bad image fails alone there too. Each item is the
+    attribution or the reason it failed."""
     blocks = attributor.blocks
+    unreadable: dict[int, Exception] = {}
     try:
         features = extract_features(
-            attributor.backbone, images, blocks, sha256s=sha256s, cache=cache, batch_size=len(images)
+            attributor.backbone,
+            [partial(_open_stored, submission) for submission in submissions],
+            blocks,
+            sha256s=[submission.sha256 for submission in submissions],
+            cache=cache,
+            batch_size=batch_size,
+            loader_threads=loader_threads,
+            failures=unreadable,
         )
-        return list(attributor.attribute_features(concat_blocks(features, blocks)))
     except SoftTimeLimitExceeded:
         raise
     except Exception as error:
-        if len(images) == 1:
-            logger.exception("attribution failed for image %s", sha256s[0])
+        if len(submissions) == 1:
+            logger.exception("attribution failed for image %s", submissions[0].sha256)
             return [f"the model could not process this image ({type(error).__name__}: {error})"]
+        return [
+            result
+            for submission in submissions
+            for result in _attribute(attributor, [submission], cache, batch_size=1, loader_threads=0)
+        ]
+    readable = [row for row in range(len(submissions)) if row not in unreadable]
+    attributions = iter(attributor.attribute_features(concat_blocks(features, blocks)[readable]))
     return [
-        result
-        for image, sha256 in zip(images, sha256s, strict=True)
-        for result in _attribute(attributor, [image], [sha256], cache)
+        f"the stored image could not be read: {unreadable[row]}" if row in unreadable else next(attributions)
+        for row in range(len(submissions))
     ]
 
 
@@ -295,33 +317,25 @@ def _verdicts_for_group(
     head_version: HeadVersion,
     attributor: Attributor,
     feature_cache: FeatureCache | None,
+    batch_size: int,
+    loader_threads: int,
 ) -> list[Verdict]:
     claimed = _submissions_claim(submission_ids=submission_ids)
     if not claimed:
         return []
     verdicts: list[Verdict] = []
+    failures: dict[int, str] = {}
     with _held(claimed) as submissions:
         if not submissions:
             return []
         started = time.perf_counter()
-        readable: list[tuple[Submission, Image.Image]] = []
-        failures: dict[int, str] = {}
-        for submission in submissions:
-            try:
-                readable.append((submission, _open_stored(submission)))
-            except (ImageRejected, OSError) as error:
-                failures[submission.pk] = f"the stored image could not be read: {error}"
-        results = (
-            _attribute(
-                attributor, [image for _, image in readable], [s.sha256 for s, _ in readable], feature_cache
-            )
-            if readable
-            else []
+        results = _attribute(
+            attributor, submissions, feature_cache, batch_size=batch_size, loader_threads=loader_threads
         )
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(submissions)
         now = timezone.now()
         with transaction.atomic():
-            for (submission, _), result in zip(readable, results, strict=True):
+            for submission, result in zip(submissions, results, strict=True):
                 if isinstance(result, str):
                     failures[submission.pk] = result
                     continue
@@ -362,10 +376,14 @@ def verdict_create_batch(
     head_version: HeadVersion,
     attributor: Attributor,
     feature_cache: FeatureCache | None = None,
+    batch_size: int | None = None,
+    loader_threads: int = 0,
 ) -> list[Verdict]:
-    """Attribute the submissions still waiting among `submission_ids` with one forward pass and store
-    one verdict each for `head_version`: a redelivered task finds the verdict and makes no second one.
-    Done, failed and duplicate submissions are skipped; an unreadable image fails alone.
+    """Attribute the submissions still waiting among `submission_ids` in forward passes of `batch_size`
+    (ATTRIBUTION_BATCH_SIZE by default), with `loader_threads` threads opening the images beside the
+    passes, and store one verdict each for `head_version`: a redelivered task finds the verdict and
+    makes no second one. Done, failed and duplicate submissions are skipped; an unreadable image fails
+    alone.
 
     Submissions tried before (their worker died) go one at a time, each committed on its own: if one
     of them is the image that kills workers, it alone uses up its attempts and ends as failed.
@@ -389,5 +407,7 @@ def verdict_create_batch(
             head_version=head_version,
             attributor=attributor,
             feature_cache=feature_cache,
+            batch_size=batch_size or settings.ATTRIBUTION_BATCH_SIZE,
+            loader_threads=loader_threads,
         )
     ]

@@ -20,22 +20,54 @@ from django.db import InterfaceError, OperationalError
 from webapp.registry.selectors import head_version_active
 from webapp.submissions.services import submissions_sweep_stale, verdict_create_batch
 from workers import runtime
+from workers.batching import GroupedTask, SimpleRequest
 
-__all__ = ["attribute_submissions", "sweep_stale_submissions", "worker_status"]
+__all__ = ["attribute_submission", "sweep_stale_submissions", "worker_status"]
 
 logger = logging.getLogger(__name__)
 
 
+DATABASE_RETRIES = 5  # sends of a group whose database was away, before the sweep takes over
+
+
 @shared_task(
-    name="workers.tasks.attribute_submissions",
+    base=GroupedTask,
+    name="workers.tasks.attribute_submission",
     acks_late=True,
-    # The database away for a moment: try again later; the claim makes a repeat harmless.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
+    flush_every=2 * settings.ATTRIBUTION_BATCH_SIZE,
+    flush_interval=settings.ATTRIBUTION_BATCH_WINDOW_MS / 1000,
 )
-def attribute_submissions(submission_ids: list[int]) -> int:
-    """Attribute a group of submissions in one forward pass with the active head."""
+def attribute_submission(requests: list[SimpleRequest]) -> int:
+    """Attribute the submissions of a group of messages (one id each) with the active head, in
+    forward passes of ATTRIBUTION_BATCH_SIZE. Called as `attribute_submission.delay(submission_id)`."""
+    submission_ids = [int(request.args[0]) for request in requests]
+    started = time.perf_counter()
+    try:
+        count = _attribute_group(submission_ids)
+    except (OperationalError, InterfaceError):
+        # The database away for a moment: send the ids again a little later; the claims make a
+        # repeat harmless, and the sweep catches whatever is still queued after that.
+        retries = max(int(request.kwargs.get("retries", 0)) for request in requests)
+        if retries >= DATABASE_RETRIES:
+            raise
+        logger.warning("database unavailable: submissions %s are sent again", submission_ids, exc_info=True)
+        for submission_id in submission_ids:
+            attribute_submission.apply_async(
+                (submission_id,), {"retries": retries + 1}, countdown=min(2**retries, 60)
+            )
+        return 0
+    seconds = time.perf_counter() - started
+    if count:
+        runtime.throughput.record(count, seconds)
+        logger.info(
+            "attributed %d of %d submissions in %.2f s (%.1f images/s, %.1f since start) on %s, batch size %d",
+            count, len(submission_ids), seconds, count / seconds, runtime.throughput.images_per_s,
+            runtime.get_backbone().device, settings.ATTRIBUTION_BATCH_SIZE,
+        )
+    return count
+
+
+def _attribute_group(submission_ids: list[int]) -> int:
     head = head_version_active()
     if head is None:
         # Not a failure: they stay queued, and the sweep sends them again after an activation.
@@ -49,6 +81,8 @@ def attribute_submissions(submission_ids: list[int]) -> int:
         head_version=head,
         attributor=loaded.attributor,
         feature_cache=runtime.get_feature_cache(),
+        batch_size=settings.ATTRIBUTION_BATCH_SIZE,
+        loader_threads=settings.ATTRIBUTION_LOADER_THREADS,
     )
     return len(verdicts)
 
@@ -72,14 +106,18 @@ def _status_folder(main_pid: int) -> Path:
 
 
 def engine_status() -> dict[str, Any]:
-    """What this process has loaded: device, backbone identity, pretrained, head version (None until used)."""
+    """What this process has loaded (device, precision, backbone identity, pretrained, head version:
+    None until loaded), its batch size and what it has attributed since it started."""
     backbone = runtime.get_backbone() if runtime.get_backbone.cache_info().currsize else None
     return {
         "pid": os.getpid(),
         "device": str(backbone.device) if backbone else settings.ATTRIBUTION_DEVICE,
+        "precision": backbone.precision if backbone else None,
         "backbone": backbone.identity if backbone else None,
         "pretrained": backbone.pretrained if backbone else None,
         "head_version": runtime.loaded_head_version(),
+        "batch_size": settings.ATTRIBUTION_BATCH_SIZE,
+        "throughput": runtime.throughput.to_dict(),
         "updated_at": time.time(),
     }
 
@@ -121,6 +159,12 @@ def status_collect(main_pid: int) -> list[dict[str, Any]]:
 def _child_started(**kwargs: Any) -> None:
     global _main_pid
     _main_pid = os.getppid()
+    if settings.ATTRIBUTION_WARMUP:
+        try:
+            runtime.warm_up()
+        except Exception:
+            # The process still starts: its tasks fail with the same error, and /readyz shows no backbone.
+            logger.exception("warm-up failed")
     status_publish()
 
 
