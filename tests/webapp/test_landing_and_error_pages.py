@@ -98,3 +98,6 @@ def test_the_api_keeps_its_json_errors(alice: User) -> None:
     outside.user = alice
     html = permission_denied(outside, PermissionDenied("no"))
     assert html.status_code == 403 and html["Content-Type"].startswith("text/html")
+    # An error page rendered before the authentication middleware ran: no user on the request yet.
+    early = page_not_found(requests.get("/cases/"), Http404())
+    assert early.status_code == 404 and b"Log out" not in early.content

@@ -92,7 +92,7 @@ def test_uploads_come_back_as_verdicts_and_an_unreadable_file_fails(
     # The worker answers the status broadcast that /readyz sends.
     from workers.celery import app
 
-    replies = app.control.broadcast("worker_status", reply=True, timeout=10)
+    replies = app.control.broadcast("worker_status", reply=True, timeout=10, limit=1)
     (status,) = [info for reply in replies for info in reply.values()]
     assert (
         status["device"] == "cpu" and "head_version" in status and status["backbone"].startswith("ViT-S-16")
@@ -121,7 +121,7 @@ def test_single_uploads_are_grouped_into_forward_passes_and_the_worker_reports_i
         wait_for(lambda: set(statuses(ids).values()) == {"done"}, timeout=180, message="every upload done")
         wait_for(lambda: "attributed 2 of 2" in worker.read_log(), timeout=30, message="the log line")
         log = worker.read_log()
-        replies = app.control.broadcast("worker_status", reply=True, timeout=10)
+        replies = app.control.broadcast("worker_status", reply=True, timeout=10, limit=1)
         page = Client()
         page.force_login(staff)
         html = page.get("/workers/").content.decode()
