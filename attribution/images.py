@@ -36,7 +36,12 @@ _SAME_FORMAT = {"MPO": "JPEG"}
 # own tags are read instead) and the vendors' binary MakerNote blob.
 _SKIPPED_TAGS = {int(ifd) for ifd in ExifTags.IFD if ifd != ExifTags.IFD.IFD1}
 # Decoder failures Pillow raises on damaged files (its fuzzers treat the same set as expected).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+# What Pillow's decoders raise on damaged files: besides OSError, a TIFF whose later frame lacks its
+# dimensions raises TypeError when its frames are counted, and some plugins raise KeyError or arithmetic
+# errors on nonsense header values.
+_DECODE_ERRORS = (
+    OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError, ArithmeticError
+)
 
 
 class ImageRejected(ValueError):

@@ -188,6 +188,20 @@ def test_it_rejects_what_is_not_an_image(tmp_path: Path, content: bytes) -> None
         inspect_image(path)
 
 
+def test_it_rejects_a_tiff_whose_second_frame_has_no_dimensions() -> None:
+    # Found by the upload fuzz: counting the frames makes Pillow raise TypeError ("Missing dimensions").
+    buffer = io.BytesIO()
+    Image.new("RGB", (12, 10), "red").save(buffer, "TIFF", save_all=True, append_images=[Image.new("RGB", (12, 10))])
+    data = bytearray(buffer.getvalue())
+    # Directory entries: tag 256 (ImageWidth, little-endian), any type, count 1.
+    count_one = struct.pack("<I", 1)
+    widths = [i for i in range(len(data) - 8) if data[i : i + 2] == b"\x00\x01" and data[i + 4 : i + 8] == count_one]
+    second = widths[1]  # the ImageWidth entry of the second frame's directory, renamed to an unknown tag
+    data[second : second + 2] = b"\x00\x0f"
+    with pytest.raises(ImageRejected, match="truncated or corrupt image"):
+        inspect_image(bytes(data))
+
+
 def test_a_missing_path_is_not_the_users_image_failing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         open_image(tmp_path / "missing.png")
