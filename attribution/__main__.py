@@ -29,6 +29,10 @@ def parse_blocks(text: str) -> list[int]:
     return sorted(blocks)
 
 
+def _blocks_or_auto(text: str) -> list[int] | str:
+    return "auto" if text.strip() == "auto" else parse_blocks(text)
+
+
 def _names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
@@ -57,16 +61,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="the paper's protocol on an ImageFolder, block by block")
     evaluate.add_argument("data_dir", type=Path)
-    evaluate.add_argument("--known", type=_names, required=True, help="known classes, comma-separated")
-    evaluate.add_argument("--unknown", type=_names, required=True, help="unknown classes, comma-separated")
-    evaluate.add_argument("--blocks", type=parse_blocks, default=[8], help="0-based blocks, e.g. 0-11 or 2,5,8")
+    evaluate.add_argument("--known", type=_names, default=None, help="known classes, comma-separated")
+    evaluate.add_argument("--unknown", type=_names, default=None, help="unknown classes, comma-separated")
+    evaluate.add_argument(
+        "--layout",
+        choices=("imagefolder", "genimage"),
+        default="imagefolder",
+        help="imagefolder (DATA_DIR/<class>/*, needs --known and --unknown) or genimage "
+        "(DATA_DIR/<generator>/train|val/ai|nature, with --split)",
+    )
+    evaluate.add_argument("--split", default=None, help="GenImage: the paper's split 1..5, or all (their mean)")
+    evaluate.add_argument(
+        "--per-class", type=int, default=None, help="GenImage: training images per class (default 4000, the authors')"
+    )
+    evaluate.add_argument("--test-per-class", type=int, default=None, help="GenImage: test images per class")
+    evaluate.add_argument(
+        "--perturb",
+        nargs="+",
+        default=None,
+        metavar="NAME:LEVELS",
+        help="score the best block's head on perturbed test images, e.g. jpeg:90,75,50 blur:1,2 resize:0.5 "
+        "noise:0.02 brightness:0.5 contrast:0.5 saturation:0 rotation:10",
+    )
+    evaluate.add_argument(
+        "--robust-train",
+        nargs="+",
+        default=None,
+        metavar="NAME:LEVELS",
+        help="add a perturbed copy of each training image per level, e.g. jpeg:75 blur:1 resize:0.5 noise:0.02",
+    )
+    evaluate.add_argument(
+        "--blocks",
+        type=_blocks_or_auto,
+        default=[8],
+        help="0-based blocks, e.g. 0-11 or 2,5,8; auto: every block, plus the block(s) chosen by held-out OSCR",
+    )
     evaluate.add_argument("--head", choices=("linear", "knn"), default="linear")
     evaluate.add_argument(
         "--select-by",
-        choices=("accuracy", "auroc", "oscr"),
-        default="accuracy",
-        help="validation criterion for the linear probe's C (default accuracy)",
+        choices=("logo", "accuracy", "paper"),
+        default="logo",
+        help="how the linear probe's C is chosen: logo (default: AUROC with each known generator held out), "
+        "accuracy, or paper (AUROC of the MSP against the --unknown-val classes)",
     )
+    evaluate.add_argument(
+        "--unknown-val",
+        type=_names,
+        default=None,
+        help="generators left out of training whose images choose C with --select-by paper",
+    )
+    evaluate.add_argument(
+        "--score",
+        choices=("auto", "msp", "log_msp", "max_logit", "energy", "knn", "mahalanobis", "relative_mahalanobis"),
+        default="auto",
+        help="open-set score (default auto: the best held-out OSCR on the training part)",
+    )
+    evaluate.add_argument("--tpr", type=float, default=0.95, help="share of known images the threshold accepts")
     evaluate.add_argument("--shots", type=_shots, default=None, help="training images per class: N or N,N,...")
     evaluate.add_argument(
         "--backbone",
@@ -115,16 +165,29 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(
             f"backbone {config.model_name} has random weights (not pretrained): figures are a demonstration, not CLIP's"
         )
+    if args.layout == "imagefolder" and (args.known is None or args.unknown is None):
+        raise ValueError("--known and --unknown are needed with an ImageFolder (or use --layout genimage --split N)")
+    if args.layout == "genimage" and args.split is None:
+        raise ValueError("--layout genimage needs --split 1..5 or all")
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableImagesWarning)  # listed below, one line per file
         report = evaluate(
             args.data_dir,
-            known=args.known,
-            unknown=args.unknown,
+            known=args.known or (),
+            unknown=args.unknown or (),
+            layout=args.layout,
+            genimage_split=args.split,
+            per_class=args.per_class,
+            test_per_class=args.test_per_class,
+            perturb=args.perturb,
+            robust_train=args.robust_train,
             blocks=args.blocks,
             head=args.head,
             select_by=args.select_by,
+            score_method=args.score,
+            unknown_val=args.unknown_val,
+            tpr=args.tpr,
             shots=args.shots,
             backbone_config=config,
             device=args.device,
@@ -139,6 +202,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"warning: skipped {item['path']}: {item['reason']}", file=sys.stderr)
     print(f"backbone {settings['backbone']}, {settings['head']} head, seed {settings['seed']}")
     print(format_table(report))
+    if "auto" in report:
+        auto = report["auto"]
+        if auto.get("blocks") is None:
+            print(f"\nauto blocks skipped: {auto['skipped']}")
+        else:
+            print(f"\nauto: blocks {auto['blocks']} ({auto['feature_join']} join)")
+            print(format_table({"blocks": {"auto": auto}, "best_block": None}))
     for shots, sub_report in report.get("shots", {}).items():
         print(f"\n{shots} training images per class:")
         print(format_table(sub_report))
@@ -146,17 +216,32 @@ def run_evaluate(args: argparse.Namespace) -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     plot = args.plot or args.out.with_suffix(".png")
     plot_blocks(report, plot)
+    if "robustness" in report:
+        from attribution.robustness import format_robustness, plot_robustness
+
+        print(f"\nrobustness (block {report['robustness_block']}):")
+        print(format_robustness(report))
+        plot = plot.with_name(f"{plot.stem}-robustness.png")
+        plot_robustness(report, plot)
     print(f"wrote {args.out} and {plot} ({settings['wall_time_s']} s)")
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Per-block table of accuracy, AUROC, OSCR and macro F1 in percent, the best block starred."""
-    lines = [f"{'block':>5}  {'accuracy':>8}  {'AUROC':>6}  {'OSCR':>6}  {'macroF1':>7}"]
-    for block, scores in sorted(report["blocks"].items(), key=lambda item: int(item[0])):
-        mark = "  *best" if int(block) == report["best_block"] else ""
+    """Per-block table in percent (accuracy, AUROC, OSCR and macro F1; the known test images accepted and
+    the unknown ones rejected at the threshold) with the score and C, the best block starred."""
+    lines = [
+        f"{'block':>5}  {'accuracy':>8}  {'AUROC':>6}  {'OSCR':>6}  {'macroF1':>7}  {'accept':>6}  {'reject':>6}"
+        "  score, C"
+    ]
+    for block, scores in sorted(report["blocks"].items(), key=lambda item: int(item[0]) if item[0].isdigit() else -1):
+        mark = "  *best" if block.isdigit() and int(block) == report["best_block"] else ""
+        chosen = f"C {scores['C']:.3g}" if "C" in scores else f"k {scores.get('k')}"
+        accept, reject = scores["known_acceptance_at_threshold"], scores["unknown_rejection_at_threshold"]
         lines.append(
             f"{block:>5}  {100 * scores['accuracy']:8.1f}  {100 * scores['auroc']:6.1f}  "
-            f"{100 * scores['oscr']:6.1f}  {100 * scores['macro_f1']:7.1f}{mark}"
+            f"{100 * scores['oscr']:6.1f}  {100 * scores['macro_f1']:7.1f}  "
+            f"{100 * accept:6.1f}  {100 * reject:6.1f}"
+            f"  {scores['score_method']}, {chosen}{mark}"
         )
     return "\n".join(lines)
 

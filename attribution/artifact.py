@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attribution.heads import KNNHead, LinearProbe
-from attribution.openset import SCORE_METHODS, l2_normalize
+from attribution.openset import FEATURE_JOINS, GAUSSIAN_METHODS, SCORE_METHODS, GaussianScorer, l2_join, l2_normalize
 
 if TYPE_CHECKING:
     from attribution.backbone import Backbone
 
-FORMAT_VERSION = 1
+# 2 adds `feature_join`, the Gaussians of the Mahalanobis scores and the probe's selection record;
+# files of version 1 still load, and score as they did.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class HeadMismatchError(ValueError):
@@ -32,7 +35,12 @@ class HeadMismatchError(ValueError):
 
 @dataclass
 class HeadArtifact:
-    """A fitted head with its provenance; `reference_features [N, D]` are stored L2-normalised float16."""
+    """A fitted head with its provenance; `reference_features [N, D]` are stored L2-normalised float16.
+
+    `blocks` are the 0-based transformer blocks whose CLS features the head reads, joined by
+    `feature_join`: "concat" (raw, every head of format 1) or "l2" (each block L2-normalised first);
+    `prepare` turns the raw concatenation into the head's input. `gaussian` holds the class Gaussians
+    of a Mahalanobis score (None otherwise)."""
 
     estimator: LinearProbe | KNNHead
     classes: list[str]
@@ -48,19 +56,23 @@ class HeadArtifact:
     reference_ids: list[str] = field(default_factory=list)  # sha256 of the training images
     reference_labels: list[str] = field(default_factory=list)
     reference_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float16))
+    feature_join: str = "concat"
+    gaussian: GaussianScorer | None = None
     format_version: int = FORMAT_VERSION
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def __post_init__(self) -> None:
         self.classes = [str(c) for c in self.classes]
         if self.classes != [str(c) for c in self.estimator.classes_]:
-            raise ValueError(
-                f"classes {self.classes} differ from the estimator's {list(self.estimator.classes_)}"
-            )
+            raise ValueError(f"classes {self.classes} differ from the estimator's {list(self.estimator.classes_)}")
         if self.score_method not in SCORE_METHODS:
             raise ValueError(f"unknown score method {self.score_method!r}; expected one of {SCORE_METHODS}")
         if self.score_method == "knn" and self.head_kind == "linear" and not len(self.reference_features):
             raise ValueError("the knn score of a linear head needs reference features to compare with")
+        if self.score_method in GAUSSIAN_METHODS and self.gaussian is None:
+            raise ValueError(f"the {self.score_method!r} score needs the head's Gaussians (gaussian=...)")
+        if self.feature_join not in FEATURE_JOINS:
+            raise ValueError(f"unknown feature join {self.feature_join!r}; expected one of {FEATURE_JOINS}")
         self.blocks = [int(b) for b in self.blocks]
         features = np.asarray(self.reference_features)
         if features.size:
@@ -77,6 +89,20 @@ class HeadArtifact:
         """ "linear" or "knn"."""
         return "linear" if isinstance(self.estimator, LinearProbe) else "knn"
 
+    def prepare(self, features: np.ndarray) -> np.ndarray:
+        """The head's input `[N, D]` from the raw concatenation of its blocks' features `[N, D]`
+        (`concat_blocks(features, self.blocks)`)."""
+        if self.feature_join == "l2":
+            return l2_join(features, len(self.blocks))
+        return np.asarray(features)
+
+    def scores(self, features: np.ndarray, *, knn_similarity: np.ndarray | None = None) -> np.ndarray:
+        """The head's open-set scores `[N]` of prepared features `[N, D]` (`knn_similarity [N]`: the
+        largest similarity to the reference features, for a linear head's `knn` score)."""
+        return self.estimator.decision_scores(
+            features, self.score_method, knn_similarity=knn_similarity, gaussian=self.gaussian
+        )
+
 
 def save_head(artifact: HeadArtifact, path: str | Path) -> None:
     """Write `artifact` to `path` as one compressed `.npz` (atomically: a reader never sees half a file)."""
@@ -85,7 +111,13 @@ def save_head(artifact: HeadArtifact, path: str | Path) -> None:
     learned: dict[str, Any]
     if isinstance(estimator, LinearProbe):
         arrays |= {"coef": estimator.coef_, "intercept": estimator.intercept_}
-        learned = {"C_": estimator.C_, "selection_scores_": list(estimator.selection_scores_.items())}
+        learned = {
+            "C_": estimator.C_,
+            "selection_scores_": list(estimator.selection_scores_.items()),
+            "selection_": getattr(estimator, "selection_", None),
+            "converged_": getattr(estimator, "converged_", None),
+            "n_iter_": getattr(estimator, "n_iter_", None),
+        }
     else:
         arrays |= {"knn_X": estimator.X_, "knn_y": estimator.y_}
         learned = {"k_": estimator.k_}
@@ -109,6 +141,10 @@ def save_head(artifact: HeadArtifact, path: str | Path) -> None:
         "reference_labels": [str(label) for label in artifact.reference_labels],
         "created_at": artifact.created_at,
     }
+    metadata["feature_join"] = artifact.feature_join
+    metadata["gaussian"] = artifact.gaussian is not None
+    if artifact.gaussian is not None:
+        arrays |= artifact.gaussian.arrays()
     arrays["metadata"] = np.array(json.dumps(metadata, default=_json_default))
     path = Path(path)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -130,9 +166,9 @@ def load_head(
         arrays = {name: data[name] for name in data.files}
     metadata = json.loads(str(arrays.pop("metadata")))
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path}: head format version {version} is not supported (this code reads {FORMAT_VERSION})"
+            f"{path}: head format version {version} is not supported (this code reads {READABLE_VERSIONS})"
         )
     expected = backbone.identity if backbone is not None else backbone_identity
     if expected is not None and expected != metadata["backbone_identity"]:
@@ -155,6 +191,8 @@ def load_head(
         reference_ids=metadata["reference_ids"],
         reference_labels=metadata["reference_labels"],
         reference_features=arrays["reference_features"],
+        feature_join=metadata.get("feature_join", "concat"),
+        gaussian=GaussianScorer.from_arrays(arrays) if metadata.get("gaussian") else None,
         format_version=version,
         created_at=metadata["created_at"],
     )
@@ -164,10 +202,17 @@ def _rebuild_estimator(metadata: dict[str, Any], arrays: dict[str, np.ndarray]) 
     learned = metadata["estimator_learned"]
     estimator: LinearProbe | KNNHead
     if metadata["head"] == "linear":
-        estimator = LinearProbe(**metadata["estimator_params"])
+        params = dict(metadata["estimator_params"])
+        if metadata.get("format_version") == 1:  # scikit-learn's solver, unweighted classes
+            params.setdefault("class_weight", None)
+            params.setdefault("tol", 1e-4)
+        estimator = LinearProbe(**params)
         estimator.coef_, estimator.intercept_ = arrays["coef"], arrays["intercept"]
         estimator.C_ = float(learned["C_"])
         estimator.selection_scores_ = {float(c): float(s) for c, s in learned["selection_scores_"]}
+        estimator.selection_ = learned.get("selection_") or {"criterion": params.get("select_by")}
+        if learned.get("converged_") is not None:
+            estimator.converged_, estimator.n_iter_ = bool(learned["converged_"]), int(learned["n_iter_"])
     elif metadata["head"] == "knn":
         estimator = KNNHead(**metadata["estimator_params"])
         estimator.X_, estimator.y_, estimator.k_ = arrays["knn_X"], arrays["knn_y"], int(learned["k_"])

@@ -164,6 +164,21 @@ def concat_blocks(features: dict[int, np.ndarray], blocks: Iterable[int]) -> np.
     return np.concatenate([features[block] for block in chosen], axis=1)
 
 
+def join_blocks(features: dict[int, np.ndarray], blocks: Iterable[int], join: str = "concat") -> np.ndarray:
+    """The head's input from per-block features: `concat` is `concat_blocks` (raw, what every head before
+    the `feature_join` setting reads); `l2` scales each block's features to unit L2 norm before joining
+    (`attribution.openset.l2_join`), so that a block with larger activations does not dominate."""
+    from attribution.openset import FEATURE_JOINS, l2_join
+
+    chosen = list(blocks)
+    joined = concat_blocks(features, chosen)
+    if join == "concat":
+        return joined
+    if join == "l2":
+        return l2_join(joined, len(chosen))
+    raise ValueError(f"unknown feature join {join!r}; expected one of {FEATURE_JOINS}")
+
+
 def _prepare(backbone: Backbone, source: FeatureSource) -> torch.Tensor | Exception:
     """The preprocessed tensor of one source, or the error that stopped it."""
     try:

@@ -85,14 +85,23 @@ def oscr(known_probs: np.ndarray, known_labels: ArrayLike, unknown_probs: np.nda
     labels = np.asarray(known_labels).ravel()
     if known_probs.shape[0] == 0 or unknown_probs.shape[0] == 0:
         raise ValueError("OSCR needs at least one known and one unknown sample")
-    known_scores = known_probs.max(axis=1)
-    unknown_scores = np.sort(unknown_probs.max(axis=1))
-    correct_scores = np.sort(known_scores[known_probs.argmax(axis=1) == labels])
-    thresholds = np.unique(np.concatenate([known_scores, unknown_scores]))[::-1]
-    ccr = (correct_scores.size - np.searchsorted(correct_scores, thresholds, side="left")) / known_scores.size
-    fpr = (
-        unknown_scores.size - np.searchsorted(unknown_scores, thresholds, side="left")
-    ) / unknown_scores.size
+    return oscr_scores(known_probs.max(axis=1), known_probs.argmax(axis=1) == labels, unknown_probs.max(axis=1))
+
+
+def oscr_scores(known_scores: ArrayLike, known_correct: ArrayLike, unknown_scores: ArrayLike) -> float:
+    """OSCR of any open-set score: known scores `[N]` with whether each known sample is classified right
+    `known_correct [N]` bool, and unknown scores `[M]` (higher = more likely known); as `oscr`."""
+    known = np.asarray(known_scores, dtype=np.float64).ravel()
+    correct = np.asarray(known_correct, dtype=bool).ravel()
+    unknown = np.sort(np.asarray(unknown_scores, dtype=np.float64).ravel())
+    if known.size == 0 or unknown.size == 0:
+        raise ValueError("OSCR needs at least one known and one unknown sample")
+    if correct.shape != known.shape:
+        raise ValueError(f"{known.size} known scores but {correct.size} correctness flags")
+    correct_scores = np.sort(known[correct])
+    thresholds = np.unique(np.concatenate([known, unknown]))[::-1]
+    ccr = (correct_scores.size - np.searchsorted(correct_scores, thresholds, side="left")) / known.size
+    fpr = (unknown.size - np.searchsorted(unknown, thresholds, side="left")) / unknown.size
     return float(np.trapezoid(np.concatenate([[0.0], ccr]), np.concatenate([[0.0], fpr])))
 
 

@@ -67,9 +67,10 @@ class Attributor:
         return self.attribute_features(concat_blocks(features, self.blocks))
 
     def attribute_features(self, features: np.ndarray) -> list[Attribution]:
-        """Attribute N images from their concatenated block features `[N, D]`."""
+        """Attribute N images from their concatenated block features `[N, D]` (`concat_blocks` over
+        `self.blocks`; the head joins them its own way, `HeadArtifact.prepare`)."""
         head = self.head
-        features = np.asarray(features, dtype=np.float64)
+        features = head.prepare(np.asarray(features, dtype=np.float64))
         if len(features) == 0:
             return []
         probabilities = head.estimator.predict_proba(features)
@@ -81,7 +82,7 @@ class Attributor:
         else:
             similarities, indices = np.zeros((len(features), 0)), np.zeros((len(features), 0), dtype=np.int64)
             knn_similarity = None  # a kNN head then measures similarity to its own training features
-        scores = head.estimator.decision_scores(features, head.score_method, knn_similarity=knn_similarity)
+        scores = head.scores(features, knn_similarity=knn_similarity)
         results = []
         for row, (probs, score) in enumerate(zip(probabilities, scores, strict=True)):
             label = head.classes[int(np.argmax(probs))]

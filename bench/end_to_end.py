@@ -1,10 +1,11 @@
 """End to end: uploads through the API of the real stack, against the worker's pure-inference rate.
 
-It starts everything itself, on this machine only: a temporary VAR_DIR, the database of
-DATABASE_URL (or a temporary SQLite file), the Redis of REDIS_URL (default database 14 of
-the local server, or a redis-server of its own where none answers), `manage.py migrate`
-and `seed_demo` (the demo registry and its active head), gunicorn on a free localhost port
-and one Celery worker (`-Q attribution,training --concurrency 1`). Then several client
+It starts everything itself with `bench.stack`, on this machine only: a temporary VAR_DIR,
+the database of DATABASE_URL (or a temporary SQLite file), the Redis of REDIS_URL (default
+database 14 of the local server, or a redis-server of its own where none answers; the
+broker's keys under a prefix of this run's own), `manage.py migrate` and `seed_demo` (the
+demo registry and its active head), gunicorn on a free localhost port and one Celery
+worker (`-Q attribution,training --concurrency 1`). Then several client
 threads upload the images of `python -m attribution synth` one request each to
 `POST /api/v1/submissions/`, the main thread polls until every one has its verdict, and it
 reports upload-to-verdict latency (client clock at the start of the upload to the verdict's
@@ -14,43 +15,47 @@ preprocess, forward to the head's blocks at the worker's batch size), measured i
 process before the stack starts and after it stops. Everything started is stopped at the
 end, on error too. Usage:
 
-    python bench/end_to_end.py --quick
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test python bench/end_to_end.py
+    python -m bench.end_to_end --quick
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test python -m bench.end_to_end
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `bench` and `attribution` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import queue  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator, Sequence  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import datetime  # noqa: E402
-from typing import Any  # noqa: E402
+from bench.common import base_parser, machine, peak_rss_mb, print_table, summarize, write_results
+from bench.stack import (
+    REPO_ROOT,
+    Process,
+    RedisServer,
+    WebServer,
+    WorkerProcess,
+    high_water_mb,
+    manage,
+    process_tree,
+    redis_answers,
+)
 
-import numpy as np  # noqa: E402
-
-from bench.common import base_parser, machine, peak_rss_mb, print_table, summarize, write_results  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 DEMO_USER = "demo"  # made by `manage.py seed_demo`
 
@@ -69,116 +74,16 @@ class Upload:
 
 @dataclass
 class Stack:
-    """The processes of the running stack, the address of its API and its token."""
+    """The running stack (bench.stack's processes), the address of its API and its token."""
 
     env: dict[str, str]
-    var_dir: Path
-    base_url: str = ""
-    token: str = ""
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    web: WebServer
+    worker: WorkerProcess
+    token: str
 
-
-# ---------------------------------------------------------------- processes
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _manage(stack: Stack, *args: str, timeout: float = 900) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return done.stdout
-
-
-def _start(stack: Stack, name: str, command: list[str]) -> None:
-    log = open(stack.var_dir / f"{name}.log", "wb")  # the child process writes it
-    # A session of its own: the whole group (gunicorn's and Celery's children too) is stopped at once.
-    stack.processes[name] = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _stop(stack: Stack) -> None:
-    for process in stack.processes.values():
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for process in stack.processes.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _log_tail(stack: Stack, name: str, lines: int = 30) -> str:
-    path = stack.var_dir / f"{name}.log"
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_for(what: str, ready: Any, timeout: float, stack: Stack) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for name, process in stack.processes.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{_log_tail(stack, name)}")
-        if ready():
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} not ready after {timeout:.0f} s")
-
-
-def _redis_answers(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_timeout=2).ping())
-    except redis.RedisError:
-        return False
-
-
-def _descendants(pid: int) -> list[int]:
-    """`pid` and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def _high_water_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of one process, in MiB; 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    @property
+    def base_url(self) -> str:
+        return self.web.base_url
 
 
 class MemoryWatch:
@@ -189,8 +94,8 @@ class MemoryWatch:
         self.peaks: dict[int, float] = {}
 
     def sample(self) -> None:
-        for pid in _descendants(self.pid):
-            self.peaks[pid] = max(self.peaks.get(pid, 0.0), _high_water_mb(pid))
+        for pid in process_tree(self.pid):
+            self.peaks[pid] = max(self.peaks.get(pid, 0.0), high_water_mb(pid))
 
     def figures(self) -> dict[str, float]:
         return {
@@ -202,7 +107,8 @@ class MemoryWatch:
 
 @contextlib.contextmanager
 def running_stack(args: Any) -> Iterator[Stack]:
-    """Start migrate, seed_demo, gunicorn and a Celery worker; stop them all on the way out."""
+    """Start migrate, seed_demo, gunicorn and a Celery worker (and Redis where none answers); stop them
+    all on the way out."""
     var_dir = Path(tempfile.mkdtemp(prefix="attribution-bench-"))
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     env = {
@@ -210,52 +116,42 @@ def running_stack(args: Any) -> Iterator[Stack]:
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
         "VAR_DIR": str(var_dir),
         "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{var_dir / 'db.sqlite3'}",
+        # The broker's keys under a prefix of this run's own: nothing left by an earlier run, or sent by
+        # another run on the same Redis database, reaches this worker.
+        "CELERY_BROKER_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:12]}:",
         "THROTTLE_UPLOAD": "100000/minute",  # the benchmark measures the pipeline, not the throttle
         "PYTHONUNBUFFERED": "1",
     }
-    stack = Stack(env=env, var_dir=var_dir)
+    processes: list[Process] = []
+    own_redis: RedisServer | None = None
     try:
-        if not os.environ.get("REDIS_URL") and not _redis_answers(redis_url) and shutil.which("redis-server"):
-            # No Redis here: start one of our own, without persistence, for this run only.
-            redis_port = _free_port()
-            _start(stack, "redis", [
-                "redis-server", "--bind", "127.0.0.1", "--port", str(redis_port),
-                "--save", "", "--appendonly", "no",
-            ])  # fmt: skip
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
-            _wait_for("redis", lambda: _redis_answers(redis_url), 30, stack)
-        elif redis_url == DEFAULT_REDIS_URL:  # our own database: leftovers of an earlier run must not count
-            import redis
-
-            redis.Redis.from_url(redis_url).flushdb()
+        if not os.environ.get("REDIS_URL") and not redis_answers(redis_url) and shutil.which("redis-server"):
+            own_redis = RedisServer(var_dir / "redis").start()  # for this run only, without persistence
+            redis_url = own_redis.url
         env["REDIS_URL"] = redis_url
         print(f"stack in {var_dir}: {env['DATABASE_URL']}, {redis_url}", flush=True)
-        _manage(stack, "migrate", "--noinput")
-        print(_manage(stack, "seed_demo").strip(), flush=True)
-        token_output = _manage(stack, "drf_create_token", DEMO_USER)
+        manage(env, "migrate", "--noinput")
+        print(manage(env, "seed_demo").strip(), flush=True)
+        token_output = manage(env, "drf_create_token", DEMO_USER)
         match = re.search(r"\b([0-9a-f]{40})\b", token_output)
         if match is None:
             raise RuntimeError(f"no token in {token_output!r}")
-        stack.token = match.group(1)
-        port = _free_port()
-        stack.base_url = f"http://127.0.0.1:{port}"
-        _start(stack, "web", [
-            sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(args.web_workers), "--access-logfile", "-",
-        ])  # fmt: skip
-        _start(stack, "worker", [
-            sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "attribution,training",
-            "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"bench-{uuid.uuid4().hex[:8]}@%h",
-        ])  # fmt: skip
-        _wait_for("web server", lambda: _request(stack, "GET", "/healthz", auth=False)[0] == 200, 120, stack)
-        _wait_for("worker", lambda: b" ready." in (var_dir / "worker.log").read_bytes(), 180, stack)
-        yield stack
+        web = WebServer(env=env, log_dir=var_dir, workers=args.web_workers)
+        processes.append(web)
+        worker = WorkerProcess(env=env, log_dir=var_dir, name_prefix="bench")
+        processes.append(worker)
+        web.wait_ready()
+        worker.wait_ready()
+        yield Stack(env=env, web=web, worker=worker, token=match.group(1))
     except BaseException:
-        for name in stack.processes:
-            print(f"\n--- {name} log (tail) ---\n{_log_tail(stack, name)}", file=sys.stderr)
+        for process in processes:
+            print(f"\n--- {process.name} log (tail) ---\n{process.log_tail(30)}", file=sys.stderr)
         raise
     finally:
-        _stop(stack)
+        for process in processes:
+            process.stop()
+        if own_redis is not None:
+            own_redis.kill()
         if not args.keep:
             shutil.rmtree(var_dir, ignore_errors=True)
 
@@ -473,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"pure inference before the run: {before}", flush=True)
 
         with running_stack(args) as stack:
-            memory = MemoryWatch(stack.processes["worker"].pid)
+            memory = MemoryWatch(stack.worker.pid)
             redis_used = stack.env["REDIS_URL"]
             warm = _run_uploads(stack, [warm_up], clients=1, timeout=args.timeout, memory=memory)
             if warm[0].error or not warm[0].verdict_at:

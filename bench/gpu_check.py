@@ -10,35 +10,31 @@
 
 Each part fails soft (the error is printed and recorded, the next part runs) and parts that
 would overrun the time budget are skipped. `--cpu-smoke` runs everything tiny on the CPU,
-to check the script itself on a machine without a GPU. Usage:
+to check the script itself on a machine without a GPU; `--parts` runs some of the parts
+(consistency, matmul, offline, paper: 1, 2 and the two backbones of 3). Usage:
 
-    python bench/gpu_check.py [--out bench/results/gpu_check.json]
-    python bench/gpu_check.py --cpu-smoke --out /tmp/gpu_check_smoke.json
+    python -m bench.gpu_check [--out bench/results/gpu_check.json]
+    python -m bench.gpu_check --cpu-smoke --out /tmp/gpu_check_smoke.json
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import contextlib
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `bench` and `attribution` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+from PIL import Image
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from attribution.backbone import load_backbone  # noqa: E402
-from attribution.config import DEFAULT_BLOCKS, OFFLINE_BACKBONE, BackboneConfig  # noqa: E402
-from bench.common import (  # noqa: E402
+from attribution.backbone import load_backbone
+from attribution.config import DEFAULT_BLOCKS, OFFLINE_BACKBONE, BackboneConfig
+from bench.common import (
     RESULTS_DIR,
     interleave,
     machine,
@@ -48,8 +44,9 @@ from bench.common import (  # noqa: E402
     summarize,
     write_results,
 )
-from bench.throughput import measure  # noqa: E402
+from bench.throughput import measure
 
+PARTS = ("consistency", "matmul", "offline", "paper")  # --parts: the four parts of the docstring, in order
 RANDOM_PAPER_ARCHITECTURE = BackboneConfig("ViT-B-16", None, 0)  # the paper's ViT-B-16, random weights
 # name -> (precision for load_backbone, TF32 matmuls, channels-last inputs)
 VARIANTS: dict[str, tuple[str, bool, bool]] = {
@@ -255,6 +252,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "gpu_check.json")
     parser.add_argument("--cpu-smoke", action="store_true", help="everything tiny, on the CPU (checks the script)")
     parser.add_argument(
+        "--parts",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=list(PARTS),
+        help=f"comma-separated, of {','.join(PARTS)} (default all)",
+    )
+    parser.add_argument(
         "--budget-s",
         type=float,
         default=None,
@@ -270,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     budget = args.budget_s or (float("inf") if args.cpu_smoke else 200.0)
     sizes: dict[str, Any] = {"blocks": list(DEFAULT_BLOCKS)}
     if args.cpu_smoke:
-        sizes.update(batch_sizes=[1, 2], images=2, sweep_images=1, repeats=1, matmul_size=256)
+        sizes.update(batch_sizes=[1, 2], images=2, sweep_images=1, repeats=1, matmul_size=256, pipeline_batch=2)
         count, peak_size, peak_repeats = 2, 256, 1
     else:
         sizes.update(batch_sizes=[1, 32, 64, 128], images=128, sweep_images=32, repeats=3, matmul_size=8192)
@@ -281,7 +284,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("matmul_tflops", lambda: matmul_peaks(device, peak_size, peak_repeats)),
         (
             f"throughput/{OFFLINE_BACKBONE.model_name} random",
-            lambda: throughput(device, OFFLINE_BACKBONE, sizes, list(VARIANTS)),
+            # on the CPU every precision runs in fp32: fp32 and the channels-last path check the script
+            lambda: throughput(device, OFFLINE_BACKBONE, sizes,
+                               ["fp32", "fp16+channels_last"] if args.cpu_smoke else list(VARIANTS)),
         ),
         (
             f"throughput/{RANDOM_PAPER_ARCHITECTURE.model_name} random",
@@ -294,6 +299,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ),
         ),
     ]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown parts {sorted(unknown)}: choose among {', '.join(PARTS)}")
+    parts = [(name, part) for (name, part), key in zip(parts, PARTS, strict=True) if key in args.parts]
+    results["parts"] = list(args.parts)
     for name, part in parts:
         elapsed = time.perf_counter() - started
         if elapsed > budget:

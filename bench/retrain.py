@@ -5,7 +5,7 @@ What a registry retrain costs once the features are in the cache: `attribution.t
 synthetic Gaussian features of the offline backbone's width (384). Each class is a random mean plus
 unit noise, so the heads have something to learn and the solver works as on real data.
 
-    python bench/retrain.py [--quick] [--classes 2,5,10,20,50] [--per-class 1,5,10,50,100] [--repeats 3]
+    python -m bench.retrain [--quick] [--classes 2,5,10,20,50] [--per-class 1,5,10,50,100] [--repeats 3]
 
 Prints a table (seconds: min / median / max over repeats) and writes bench/results/retrain.json with
 `seconds_10x50` (median seconds for 10 classes of 50 images; the issue's target is under 5 s on this
@@ -15,19 +15,14 @@ Prints a table (seconds: min / median / max over repeats) and writes bench/resul
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+import time
+from collections.abc import Sequence
+from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `bench` and `attribution` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from attribution.training import TrainConfig, train_head  # noqa: E402
-from bench.common import base_parser, int_list, machine, peak_rss_mb, print_table, summarize, write_results  # noqa: E402
+from attribution.training import TrainConfig, train_head
+from bench.common import base_parser, int_list, machine, peak_rss_mb, print_table, summarize, write_results
 
 WIDTH = 384  # ViT-S-16's feature width, the offline backbone
 CLASS_SEPARATION = 0.25  # spread of the class means against unit within-class noise, per dimension
@@ -117,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "peak_rss_mb": peak_rss_mb(),
         "machine": machine("cpu"),
-        "command": " ".join(["python", "bench/retrain.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "bench.retrain", *(argv if argv is not None else sys.argv[1:])]),
     }
     print(f"peak resident memory: {results['peak_rss_mb']:.0f} MiB")
     write_results("retrain", results, args.out)

@@ -17,32 +17,27 @@ Side by side in one process, cases interleaved round by round (see `bench.common
 Inputs of (a)-(c) are seeded random tensors already preprocessed and on the device: these
 are pure-inference figures (no decode, no resize). Usage:
 
-    python bench/throughput.py --quick
-    python bench/throughput.py --device cuda --precision fp16
+    python -m bench.throughput --quick
+    python -m bench.throughput --device cuda --precision fp16
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `bench` and `attribution` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import math  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from attribution.backbone import Backbone, load_backbone  # noqa: E402
-from attribution.config import DEFAULT_BLOCKS, OFFLINE_BACKBONE, BackboneConfig  # noqa: E402
-from attribution.features import extract_features  # noqa: E402
-from bench.common import (  # noqa: E402
+from attribution.backbone import Backbone, load_backbone
+from attribution.config import DEFAULT_BLOCKS, OFFLINE_BACKBONE, BackboneConfig
+from attribution.features import extract_features
+from attribution.tuning import fastest_batch_size
+from bench.common import (
     base_parser,
     int_list,
     interleave,
@@ -377,6 +372,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     parser.add_argument("--pipeline-batch", type=int, default=None, help="batch of the file cases (default 32)")
     parser.add_argument("--loader-threads", type=int, default=2, help="loader threads of the file cases")
+    parser.add_argument(
+        "--auto-candidates",
+        type=int_list,
+        default=None,
+        help="sizes the worker's automatic choice times (default: the device's, as ATTRIBUTION_BATCH_SIZE=auto)",
+    )
     args = parser.parse_args(argv)
     args.batch_sizes = args.batch_sizes or [1, 8, 32, 64]
     args.images = args.images or (16 if args.quick else 64)
@@ -393,16 +394,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     config = BackboneConfig(args.backbone, args.pretrained, args.seed)
     backbone = load_backbone(config, device=args.device, precision=args.precision)
+    # The worker's own choice (ATTRIBUTION_BATCH_SIZE=auto), measured first and then again beside the others.
+    auto = fastest_batch_size(backbone, args.blocks, candidates=args.auto_candidates)
+    batch_sizes = sorted({*args.batch_sizes, auto.batch_size})
     results = measure(
         backbone,
         blocks=args.blocks,
-        batch_sizes=args.batch_sizes,
+        batch_sizes=batch_sizes,
         images=args.images,
         sweep_images=args.sweep_images,
         repeats=args.repeats,
         matmul_size=args.matmul_size,
         pipeline_batch=args.pipeline_batch,
         loader_threads=args.loader_threads,
+    )
+    medians = {int(size): figure["median"] for size, figure in results["images_per_s"].items()}
+    results["auto_batch_size"] = auto.batch_size
+    results["auto_batch_timings"] = [timing.as_dict() for timing in auto.timings]
+    results["auto_vs_best"] = medians[auto.batch_size] / max(medians.values())
+    print(
+        f"auto batch size {auto.batch_size} (timed: "
+        + ", ".join(f"{t.batch_size}: {t.images_per_s:.1f}/s" for t in auto.timings)
+        + f"); in the interleaved rounds it ran at {results['auto_vs_best']:.2f} of the best size measured"
     )
     results["peak_rss_mb"] = peak_rss_mb()
     results["machine"] = machine(backbone.device)

@@ -1,7 +1,10 @@
 """Shared fixtures: named users (alice, bob, charlie), real services, a real Celery worker.
 
 The environment is fixed here, before Django reads its settings: a private folder for media,
-the feature cache and the model cache, and Redis database 15 as the broker when Redis answers.
+the feature cache and the model cache, and Redis database 15 as the broker when Redis answers
+(REDIS_URL overrides it). Every broker key of this run (queues, unacknowledged messages, the
+broadcasts that ask workers for their status) is under a prefix of its own, so that two runs on
+one machine, even on the same Redis database, never take, purge or answer each other's messages.
 """
 
 from __future__ import annotations
@@ -9,10 +12,16 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import uuid
 
 _VAR = tempfile.mkdtemp(prefix="attribution-tests-")
 os.environ.setdefault("VAR_DIR", _VAR)
 os.environ.setdefault("ATTRIBUTION_DEVICE", "cpu")
+# A fixed batch size: "auto" times several sizes whenever a worker starts (its own test sets it back).
+os.environ.setdefault("ATTRIBUTION_BATCH_SIZE", "8")
+# The head's block pinned: "auto" (the default) fits a probe per block at every training, seconds each; the
+# tests that are about the choice set it back.
+os.environ.setdefault("ATTRIBUTION_BLOCKS", "8")
 os.environ.setdefault("CELERY_VISIBILITY_TIMEOUT", "30")
 
 
@@ -26,8 +35,12 @@ def _redis_reachable(host: str = "127.0.0.1", port: int = 6379) -> bool:
 
 
 REDIS_AVAILABLE = _redis_reachable()
+BROKER_KEY_PREFIX = f"attribution-tests-{uuid.uuid4().hex[:12]}:"
 if REDIS_AVAILABLE:
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+    os.environ["CELERY_BROKER_KEY_PREFIX"] = BROKER_KEY_PREFIX  # worker processes inherit it
+    # The shared cache (login failures, throttles) too: web servers started by a test inherit it.
+    os.environ["CACHE_KEY_PREFIX"] = BROKER_KEY_PREFIX + "cache"
 else:
     os.environ["REDIS_URL"] = ""  # the filesystem broker; tests marked `redis` are skipped
 
@@ -56,3 +69,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "redis" in item.keywords or "worker" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove this run's broker keys (messages purged or left by a killed worker) from the shared Redis."""
+    if not REDIS_AVAILABLE or not os.environ.get("REDIS_URL"):
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
+        keys = list(client.scan_iter(match=BROKER_KEY_PREFIX + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass  # a Redis gone by now holds nothing of ours either

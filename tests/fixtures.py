@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +15,12 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from bench import stack
 from webapp.teams.models import Membership, Team
 from webapp.teams.services import team_add_member, team_create
+from workers import test_gate
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = stack.REPO_ROOT
 PASSWORD = "correct horse battery staple"
 
 
@@ -81,49 +82,58 @@ def test_database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-class WorkerProcess:
-    """A real `celery -A workers worker` process on the test database and broker."""
+class WorkerGate:
+    """The test side of `workers.test_gate`: a folder where a worker's tasks say that they are held, and
+    where the test lets them go. Open (nothing held) unless the test closes it."""
+
+    def __init__(self, folder: Path, *, open_: bool = True) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._seen: set[str] = set()
+        if open_:
+            self.open()
+
+    def open(self) -> None:
+        (self.folder / "open").touch()
+
+    def close(self) -> None:
+        (self.folder / "open").unlink(missing_ok=True)
+
+    def wait_held(self, kind: str = "attribution", timeout: float = 120) -> tuple[Path, list[int]]:
+        """The next hold of `kind` not returned before (its file and its ids), once a task is held."""
+
+        def next_hold() -> Path | None:
+            fresh = [p for p in self.folder.glob(f"{kind}-*.held") if p.name not in self._seen]
+            return min(fresh, key=lambda p: p.stat().st_mtime_ns) if fresh else None
+
+        held = wait_for(next_hold, timeout=timeout, interval=0.02, message=f"a held {kind} task")
+        self._seen.add(held.name)
+        return held, [int(i) for i in json.loads(held.read_text())]
+
+    def release(self, held: Path) -> None:
+        held.unlink(missing_ok=True)
+
+
+class WorkerProcess(stack.WorkerProcess):
+    """A real `celery -A workers worker` process on the test database and broker, with a gate
+    (`self.gate`, open unless `gate_open=False`) that lets the test hold its tasks at known points."""
 
     def __init__(self, *, queues: str = "attribution,training", env: dict[str, str] | None = None,
-                 pool: str = "prefork", concurrency: int = 1) -> None:
-        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
-        self.log_path = Path(os.environ["VAR_DIR"]) / f"worker-{uuid.uuid4().hex[:8]}.log"
-        full_env = {**os.environ, "DATABASE_URL": test_database_url(), "PYTHONUNBUFFERED": "1", **(env or {})}
-        command = [
-            sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-n", self.name,
-            "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-mingle",
-            "--without-gossip",
-        ]
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=full_env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                 pool: str = "prefork", concurrency: int = 1, gate_open: bool = True) -> None:
+        var_dir = Path(os.environ["VAR_DIR"])
+        self.gate = WorkerGate(Path(tempfile.mkdtemp(prefix="gate-", dir=var_dir)), open_=gate_open)
+        full_env = {**os.environ, "DATABASE_URL": test_database_url(), test_gate.ENV: str(self.gate.folder),
+                    **(env or {})}
+        super().__init__(env=full_env, log_dir=var_dir, queues=queues, pool=pool, concurrency=concurrency,
+                         name_prefix="test")
 
-    def wait_ready(self, timeout: float = 90) -> None:
-        """Wait until the worker says it is ready (its engine loads at start)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.read_log()}")
-            if " ready." in self.read_log():
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.read_log()}")
 
-    def read_log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def broker_queue_length(queue: str = "attribution") -> int:
+    """Messages waiting in `queue` on the tests' Redis, under this run's key prefix."""
+    import redis
 
-    def stop(self, sig: int | None = None) -> None:
-        if self.process.poll() is None:
-            if sig is None:
-                self.process.terminate()
-            else:
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
-        self.log.close()
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
+    return int(client.llen(os.environ.get("CELERY_BROKER_KEY_PREFIX", "") + queue))
 
 
 def purge_broker() -> None:

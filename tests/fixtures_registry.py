@@ -13,8 +13,9 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from webapp.core.demo import registry_seed_demo
 from webapp.registry.models import HeadVersion
-from webapp.registry.services import registry_seed_demo, registry_seed_from_folder
+from webapp.registry.services import registry_seed_from_folder
 
 SYNTH_PER_CLASS = 16  # images per class in the session's benchmark
 REFERENCES_PER_CLASS = 10  # the first ten of each known class become the active head's references

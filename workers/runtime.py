@@ -23,6 +23,7 @@ from attribution.backbone import Backbone, load_backbone
 from attribution.config import BackboneConfig
 from attribution.features import FeatureCache
 from attribution.predict import Attributor
+from attribution.tuning import BatchChoice, fastest_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class LoadedHead:
     attributor: Attributor
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _loaded: LoadedHead | None = None
 
 
@@ -101,17 +102,56 @@ def loaded_head_version() -> int | None:
     return _loaded.version if _loaded is not None else None
 
 
+def warm_blocks() -> list[int]:
+    """The blocks a warm-up and the batch-size timing run to: those of the configured head, or the
+    backbone's middle block when they are chosen by training ("auto")."""
+    blocks = settings.ATTRIBUTION_BLOCKS
+    if isinstance(blocks, list | tuple) and blocks:
+        return [int(block) for block in blocks]
+    return [get_backbone().num_blocks * 2 // 3]
+
+
+_batch_choice: BatchChoice | None = None
+
+
+def batch_size() -> int:
+    """Images per forward pass: ATTRIBUTION_BATCH_SIZE, or (when "auto") the fastest size measured on this
+    process's device, timed once."""
+    global _batch_choice
+    if settings.ATTRIBUTION_BATCH_SIZE is not None:
+        return int(settings.ATTRIBUTION_BATCH_SIZE)
+    with _lock:
+        if _batch_choice is None:
+            _batch_choice = fastest_batch_size(
+                get_backbone(), warm_blocks(), candidates=settings.ATTRIBUTION_BATCH_CANDIDATES or None
+            )
+            logger.info(
+                "batch size %d chosen: %s",
+                _batch_choice.batch_size,
+                ", ".join(f"{t.batch_size}: {t.images_per_s:.1f} images/s" for t in _batch_choice.timings),
+            )
+        return _batch_choice.batch_size
+
+
+def batch_choice() -> BatchChoice | None:
+    """The measured batch sizes when "auto" has chosen one in this process (None otherwise)."""
+    return _batch_choice
+
+
 def warm_up() -> float:
-    """Load the backbone and run one small pass to the configured blocks (allocations, kernel
-    choices and lazy initialisation happen here, not in the first real group); its seconds."""
+    """Load the backbone, run one small pass to the configured blocks (allocations, kernel choices and lazy
+    initialisation happen here, not in the first real group) and, with ATTRIBUTION_BATCH_SIZE=auto, time
+    the batch sizes; its seconds."""
     started = time.perf_counter()
     backbone = get_backbone()
     blank = [Image.new("RGB", backbone.image_size, (128, 128, 128))] * 2
-    backbone.extract(blank, settings.ATTRIBUTION_BLOCKS)
+    backbone.extract(blank, warm_blocks())
+    size = batch_size()
     seconds = time.perf_counter() - started
     logger.info(
-        "warm-up: backbone %s on %s (%s), batch size %d, ready in %.1f s",
-        backbone.identity, backbone.device, backbone.precision, settings.ATTRIBUTION_BATCH_SIZE, seconds,
+        "warm-up: backbone %s on %s (%s), batch size %d%s, ready in %.1f s",
+        backbone.identity, backbone.device, backbone.precision, size,
+        " (auto)" if settings.ATTRIBUTION_BATCH_SIZE is None else "", seconds,
     )
     return seconds
 

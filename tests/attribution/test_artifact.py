@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attribution.artifact import HeadArtifact, HeadMismatchError, load_head, save_head
+from attribution.artifact import FORMAT_VERSION, HeadArtifact, HeadMismatchError, load_head, save_head
 from attribution.heads import KNNHead, LinearProbe
 
 IDENTITY = "ViT-S-16/random-seed0"
@@ -61,7 +61,7 @@ def test_it_round_trips_a_head(tmp_path: Path, estimator: LinearProbe | KNNHead)
         "reference_labels",
     ):
         assert getattr(loaded, name) == getattr(artifact, name), name
-    assert loaded.created_at == artifact.created_at and loaded.format_version == 1
+    assert loaded.created_at == artifact.created_at and loaded.format_version == FORMAT_VERSION == 2
     assert loaded.reference_features.dtype == np.float16
     np.testing.assert_array_equal(loaded.reference_features, artifact.reference_features)
     np.testing.assert_allclose(

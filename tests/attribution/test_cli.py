@@ -52,7 +52,8 @@ def test_synth_then_evaluate_end_to_end(tmp_path: Path) -> None:
     assert f"warning: skipped {data / 'real' / 'broken.png'}: not a recognised image file\n" in evaluate.stderr
     assert "backbone ViT-S-16 has random weights (not pretrained): figures are a demonstration" in evaluate.stdout
     report = json.loads(out.read_text())
-    assert set(report) == {"blocks", "best_block", "settings"}
+    assert set(report) == {"blocks", "best_block", "settings", "split", "protocol"}
+    assert report["split"] == {"known": ["real", "tconv-s1", "nearest-s1"], "unknown": ["tconv-s2"]}
     assert sorted(report["blocks"]) == ["1", "2"]
     assert set(report["blocks"]["1"]) >= {"accuracy", "auroc", "oscr", "macro_f1"}
     assert report["settings"]["backbone"] == "ViT-S-16/random-seed0"
@@ -102,3 +103,28 @@ def test_a_missing_checkpoint_is_an_error_not_a_traceback(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert status == 2
     assert err.startswith(f"error: checkpoint file {missing} does not exist") and err.count("\n") == 1
+
+
+def test_the_quality_options_parse() -> None:
+    from attribution.__main__ import build_parser
+
+    args = build_parser().parse_args(
+        ["evaluate", "d", "--known", "a,b", "--unknown", "c", "--out", "r.json", "--blocks", "auto",
+         "--select-by", "paper", "--unknown-val", "e,f", "--score", "log_msp"]
+    )  # fmt: skip
+    assert (args.blocks, args.select_by, args.unknown_val, args.score) == ("auto", "paper", ["e", "f"], "log_msp")
+    defaults = build_parser().parse_args(["evaluate", "d", "--known", "a,b", "--unknown", "c", "--out", "r.json"])
+    assert (defaults.blocks, defaults.select_by, defaults.score, defaults.tpr) == ([8], "logo", "auto", 0.95)
+    for bad in (["--select-by", "auroc"], ["--score", "odin"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["evaluate", "d", "--known", "a,b", "--unknown", "c", "--out", "r", *bad])
+
+
+def test_the_papers_criterion_needs_held_out_generators(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(
+        ["evaluate", str(tmp_path), "--known", "a,b", "--unknown", "c", "--out", str(tmp_path / "r.json"),
+         "--select-by", "paper"]
+    )  # fmt: skip
+    assert status == 2
+    message = "error: --select-by paper needs --unknown-val: the generators whose images choose C\n"
+    assert capsys.readouterr().err == message

@@ -52,6 +52,12 @@ def test_every_block_beats_chance_with_valid_open_set_scores(report: dict[str, A
         assert 0.0 <= scores["auroc"] <= 1.0
         assert 0.0 <= scores["oscr"] <= scores["accuracy"]  # OSCR never exceeds the closed-set accuracy
         assert scores["hyperparameters"]["C"] > 0
+        # The contract of issue #13: how the head was made and what its threshold does on the test split.
+        assert scores["select_by"] == "logo" and scores["C"] == scores["hyperparameters"]["C"]
+        assert scores["score_method"] in scores["training"]["score_comparison"]
+        assert np.isfinite(scores["threshold"])
+        assert 0.0 <= scores["known_acceptance_at_threshold"] <= 1.0
+        assert 0.0 <= scores["unknown_rejection_at_threshold"] <= 1.0
     best = report["best_block"]
     assert best in (2, 8)
     assert report["blocks"][str(best)]["oscr"] == max(s["oscr"] for s in report["blocks"].values())
@@ -62,7 +68,7 @@ def test_the_report_says_how_it_was_made(report: dict[str, Any]) -> None:
     assert settings["known"] == DEFAULT_KNOWN and settings["unknown"] == UNKNOWN
     assert settings["backbone"] == "ViT-S-16/random-seed0" and settings["pretrained"] is False
     assert settings["blocks"] == [2, 8] and settings["shots"] is None
-    assert (settings["head"], settings["select_by"]) == ("linear", "accuracy")
+    assert (settings["head"], settings["select_by"], settings["score_method"]) == ("linear", "logo", "auto")
     n_test = round(0.3 * PER_CLASS)
     assert settings["counts"] == {
         "train": dict.fromkeys(DEFAULT_KNOWN, PER_CLASS - n_test),

@@ -13,9 +13,7 @@ from attribution.openset import calibrate_threshold
 from attribution.training import TrainConfig, TrainingCancelled, train_head
 
 
-def _clusters(
-    per_class: list[int], dim: int, *, spread: float = 0.3, seed: int = 0
-) -> tuple[np.ndarray, list[str]]:
+def _clusters(per_class: list[int], dim: int, *, spread: float = 0.3, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """One Gaussian cluster per class; the first class is "real", the others "gen01", "gen02", ..."""
     rng = np.random.default_rng(seed)
     names = ["real"] + [f"gen{i:02d}" for i in range(1, len(per_class))]
@@ -46,10 +44,24 @@ def test_it_trains_and_measures_a_linear_probe_on_ten_classes() -> None:
     assert metrics["auroc"] > 0.7
     assert metrics["auroc"] == pytest.approx(np.mean([r["auroc"] for r in metrics["per_holdout"].values()]))
     assert 0.0 < metrics["oscr"] <= 1.0
-    assert metrics["threshold_source"] == "holdout" and metrics["threshold_tpr"] == 0.95
+    assert metrics["threshold_source"] == "out_of_fold" and metrics["threshold_tpr"] == 0.95
     assert 0.0 < metrics["unknown_rejection_at_threshold"] <= 1.0
-    assert 0.0 < result.threshold < 1.0  # a maximum softmax probability
-    assert result.hyperparameters == {"head": "linear", "C": result.estimator.C_, "select_by": "accuracy"}
+    assert metrics["known_acceptance_at_threshold"] >= 0.95
+    assert metrics["score_method"] == result.score_method and metrics["score_selection"] == "auto"
+    assert set(metrics["score_comparison"]) >= {"msp", "log_msp", "max_logit", "energy", "knn", "mahalanobis"}
+    assert result.hyperparameters | {"C": None} == {
+        "head": "linear",
+        "C": None,
+        "select_by": "logo",
+        "criterion_used": "logo",
+        "selection_metric": "oscr",
+        "class_weight": "balanced",
+        "tol": result.estimator.tol,
+        "converged": True,
+        "score_method": result.score_method,
+        "score_selection": "auto",
+    }
+    assert result.hyperparameters["C"] == result.estimator.C_ == metrics["C"]
     json.dumps(metrics)  # stored with the head: plain JSON
 
     assert [step for step, _ in steps] == ["fit", "cross_validation"] + ["holdout"] * 9 + ["done"]
@@ -70,11 +82,13 @@ def test_it_takes_knn_when_a_class_is_small() -> None:
     result = train_head(X, labels)
     assert result.head_kind == "knn" and isinstance(result.estimator, KNNHead)
     assert result.metrics["cv_folds"] == 3
-    assert result.hyperparameters == {"head": "knn", "k": result.estimator.k_}
+    assert result.hyperparameters["head"] == "knn" and result.hyperparameters["k"] == result.estimator.k_
     assert train_head(X, labels, config=TrainConfig(head="linear", c_grid=[1.0])).head_kind == "linear"
 
 
-@pytest.mark.parametrize("score_method", ["msp", "max_logit", "energy", "knn"])
+@pytest.mark.parametrize(
+    "score_method", ["msp", "log_msp", "max_logit", "energy", "knn", "mahalanobis", "relative_mahalanobis"]
+)
 def test_it_scores_held_out_generators_with_each_method(score_method: str) -> None:
     X, labels = _clusters([15] * 4, 16, spread=0.8, seed=2)
     result = train_head(X, labels, config=TrainConfig(score_method=score_method, c_grid=[0.01, 1.0]))
@@ -94,7 +108,7 @@ def test_it_skips_hold_outs_with_two_classes_and_calibrates_on_cross_validation(
     result = train_head(X, labels, config=TrainConfig(c_grid=[1.0]))
     metrics = result.metrics
     assert metrics["auroc"] is None and metrics["oscr"] is None and metrics["open_set_skipped"]
-    assert metrics["threshold_source"] == "cross_validation" and metrics["accuracy"] is not None
+    assert metrics["threshold_source"] == "out_of_fold" and metrics["accuracy"] is not None
 
 
 def test_it_reports_no_closed_set_metrics_for_a_single_sample_class() -> None:
@@ -103,7 +117,7 @@ def test_it_reports_no_closed_set_metrics_for_a_single_sample_class() -> None:
     metrics = result.metrics
     assert metrics["accuracy"] is None and "single sample" in metrics["closed_set_skipped"]
     assert metrics["threshold_source"] == "training"
-    scores = result.estimator.decision_scores(X)
+    scores = result.estimator.decision_scores(X, result.score_method, gaussian=result.gaussian)
     assert result.threshold == calibrate_threshold(scores, 0.95)
 
 

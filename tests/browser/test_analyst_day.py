@@ -119,7 +119,7 @@ def test_it_takes_a_case_from_a_dropped_batch_to_a_verdict_found_again_in_the_hi
     page.get_by_role("navigation", name="Main").get_by_role("link", name="History").click()
     expect(page.get_by_test_id("submission-row")).to_have_count(20)
     page.get_by_label("File name or SHA-256").fill(chosen.stem)
-    page.get_by_label("Case").select_option(label=case.title)
+    page.get_by_label("Case", exact=True).select_option(label=case.title)
     page.get_by_label("Decision").select_option(verdict.decision)
     page.get_by_label("Submitted by").select_option("alice")
     page.get_by_label("File name or SHA-256").press("Enter")

@@ -22,6 +22,33 @@ NEW_SLUG = DEFAULT_UNKNOWN[2]  # bilinear-s2: unknown to the active head until t
 TRAINING_TIMEOUT_MS = 150_000
 
 
+def record_changes(page: Page) -> None:
+    """From now on, every change the page makes to the job's status and percent, in `window.__seen`."""
+    page.evaluate(
+        """() => {
+            window.__seen = [];
+            const record = () => window.__seen.push([
+                document.getElementById("job-status").textContent,
+                Number(document.getElementById("job-percent").textContent)]);
+            const observer = new MutationObserver(record);
+            for (const id of ["job-status", "job-percent"]) {
+                observer.observe(document.getElementById(id), { childList: true, characterData: true, subtree: true });
+            }
+        }"""
+    )
+
+
+def confirm_activation(page: Page, *, version: int) -> None:
+    """The confirmation page of an activation: the metric differences, and the second confirmation that a
+    head worse than the active one is wanted (the trained candidate may be worse on a metric or not)."""
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"v{version}?")
+    expect(page.get_by_test_id("compare")).to_be_visible()
+    assert_accessible(page, f"activation page of v{version}")
+    if page.get_by_test_id("activation-worse").count():
+        page.get_by_label(f"activate v{version} although it is worse").check()
+    page.get_by_test_id("activate-confirm").click()
+
+
 def test_it_registers_a_generator_trains_compares_activates_and_rolls_back(
     page: Page,
     staff: User,
@@ -54,25 +81,23 @@ def test_it_registers_a_generator_trains_compares_activates_and_rolls_back(
     assert_accessible(page, "generator page with the upload's results")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Heads").click()
-    page.get_by_role("button", name="Train a new head").click()
-    page.wait_for_url("**/registry/training-jobs/*/")
-    job = TrainingJob.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
-    # What the server drew, then every change the page makes to it while it polls the job.
-    first = page.locator("#job-status").inner_text()
-    page.evaluate(
-        """() => {
-            window.__seen = [];
-            const record = () => window.__seen.push([
-                document.getElementById("job-status").textContent,
-                Number(document.getElementById("job-percent").textContent)]);
-            const observer = new MutationObserver(record);
-            for (const id of ["job-status", "job-percent"]) {
-                observer.observe(document.getElementById(id), { childList: true, characterData: true, subtree: true });
-            }
-        }"""
-    )
-    expect(page.locator("#job-status")).to_have_text("Done", timeout=TRAINING_TIMEOUT_MS)
-    assert first in ("Queued", "Running"), "the job finished before its page could follow it"
+    # The worker holds the job before it starts until the page watches it: however fast the training, the
+    # page follows it from the start.
+    browser_worker.gate.close()
+    try:
+        page.get_by_role("button", name="Train a new head").click()
+        page.wait_for_url("**/registry/training-jobs/*/")
+        job = TrainingJob.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
+        held_file, held_ids = browser_worker.gate.wait_held("training")
+        assert held_ids == [job.pk]
+        # What the server drew, then every change the page makes to it while it polls the job.
+        first = page.locator("#job-status").inner_text()
+        record_changes(page)
+        browser_worker.gate.release(held_file)
+        expect(page.locator("#job-status")).to_have_text("Done", timeout=TRAINING_TIMEOUT_MS)
+    finally:
+        browser_worker.gate.open()
+    assert first == "Queued"
     seen = page.evaluate("window.__seen")
     assert seen and seen[-1] == ["Done", 100], seen
     percents = [percent for _, percent in seen]
@@ -118,12 +143,14 @@ def test_it_registers_a_generator_trains_compares_activates_and_rolls_back(
     expect(page.get_by_test_id("compare-block-chart").locator("polyline")).to_have_count(2)
 
     page.get_by_test_id("activate-candidate").click()
+    confirm_activation(page, version=2)
     expect(page.get_by_role("status").filter(has_text="Head v2 is active.")).to_be_visible()
     heads = page.get_by_test_id("heads")
     expect(heads.get_by_role("row", name="v2").get_by_text("Active", exact=True)).to_be_visible()
     assert HeadVersion.objects.get(version=2).status == HeadVersion.Status.ACTIVE
 
-    heads.get_by_role("button", name="Roll back to v1").click()
+    heads.get_by_role("link", name="Roll back to v1").click()
+    confirm_activation(page, version=1)
     expect(page.get_by_role("status").filter(has_text="Head v1 is active again (rollback).")).to_be_visible()
     expect(page.get_by_test_id("heads").get_by_role("row", name="v1").get_by_text("Active", exact=True)).to_be_visible()
     assert dict(HeadVersion.objects.values_list("version", "status")) == {1: "active", 2: "retired"}

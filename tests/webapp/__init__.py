@@ -11,6 +11,7 @@ from PIL import Image
 
 from webapp.registry.models import HeadVersion
 from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.services import verdict_store
 
 
 def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (32, 24), seed: int = 0, **save: Any) -> bytes:
@@ -53,7 +54,7 @@ def verdict_row(
 ) -> Verdict:
     """A verdict on `submission` as a worker stores it; the submission is marked done."""
     rest = (1 - score) / max(len(head.classes) - 1, 1)
-    verdict = Verdict.objects.create(
+    verdict = verdict_store(
         submission=submission,
         head_version=head,
         label=label,
@@ -65,6 +66,6 @@ def verdict_row(
         pretrained=head.pretrained,
         elapsed_ms=12.5,
         **fields,
-    )
+    )[0]
     Submission.objects.filter(pk=submission.pk).update(status=Submission.Status.DONE)
     return verdict

@@ -50,7 +50,7 @@ def test_it_lets_staff_create_and_patch_a_generator(staff: User) -> None:
     created = client.post("/api/v1/generators/", NEW, format="json")
     assert created.status_code == 201, created.json()
     assert created.json() | {"created_at": None} == NEW | {
-        "is_active": True, "builtin": False, "reference_count": 0, "created_at": None
+        "is_active": True, "aliases": [], "builtin": False, "reference_count": 0, "created_at": None
     }  # fmt: skip
     patched = client.patch(
         "/api/v1/generators/sdxl/", {"description": "v1.0 base", "is_active": False}, format="json"

@@ -15,6 +15,7 @@ from webapp.cases.models import Case
 from webapp.registry import services
 from webapp.registry.models import HeadVersion, TrainingJob
 from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.services import verdict_store
 from webapp.teams.models import Team
 
 
@@ -100,10 +101,10 @@ def _head(version: int, status: str = HeadVersion.Status.CANDIDATE) -> HeadVersi
 
 
 def _verdict(submission: Submission, head: HeadVersion, label: str, decision: str) -> Verdict:
-    return Verdict.objects.create(
+    return verdict_store(
         submission=submission, head_version=head, label=label, decision=decision, score=0.9, threshold=0.5,
         probabilities={label: 0.9}, backbone=head.backbone, pretrained=False, elapsed_ms=1.0,
-    )  # fmt: skip
+    )[0]  # fmt: skip
 
 
 def test_it_reattributes_a_case_or_everything_since_a_date(
@@ -158,8 +159,10 @@ def test_it_lists_the_decisions_that_changed(alice: User, charlie: User) -> None
     assert body == [
         {
             "submission": changed.pk,
-            "previous": {"head_version": 1, "label": "real", "decision": "real"},
-            "current": {"head_version": 2, "label": "tconv-s1", "decision": "known_generator"},
+            "previous": {"head_version": 1, "label": "real", "closest_known": "real", "decision": "real"},
+            "current": {
+                "head_version": 2, "label": "tconv-s1", "closest_known": "tconv-s1", "decision": "known_generator"
+            },
         }
     ]
     assert api_client(charlie).get("/api/v1/verdict-changes/").json()["results"] == []

@@ -58,7 +58,7 @@ def test_the_start_page_sends_the_anonymous_to_the_login_page(db: None) -> None:
 def test_a_refused_page_says_why_on_the_sites_layout(bob: User, staff: User, dana: User) -> None:
     member = Client()
     member.force_login(bob)
-    refused = member.get("/registry/reattribute/")
+    refused = member.get("/submissions/reattribute/")
     page = refused.content.decode()
     assert refused.status_code == 403 and refused["Content-Type"].startswith("text/html")
     assert "You may not open this page" in page and 'class="skip-link"' in page

@@ -14,7 +14,8 @@ from PIL import Image
 from tests.fixtures_registry import head_version_copy
 from webapp.registry import services
 from webapp.registry.models import Generator, HeadVersion, TrainingJob
-from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.models import Submission
+from webapp.submissions.services import verdict_store
 
 
 def browser(user: User | None) -> Client:
@@ -156,12 +157,12 @@ def test_it_starts_training_from_the_button_and_shows_the_job_page(
 
 
 def test_it_lets_a_team_admin_reattribute_and_see_changes(alice: User, bob: User, charlie: User) -> None:
-    assert browser(bob).get("/registry/reattribute/").status_code == 403
-    page = browser(alice).get("/registry/reattribute/")
+    assert browser(bob).get("/submissions/reattribute/").status_code == 403
+    page = browser(alice).get("/submissions/reattribute/")
     assert page.status_code == 200 and b"No head is active" in page.content
-    refused = browser(alice).post("/registry/reattribute/", {"since": "2020-01-01"})
+    refused = browser(alice).post("/submissions/reattribute/", {"since": "2020-01-01"})
     assert refused.status_code == 200 and b"No head is active" in refused.content
-    assert b"No decision changed." in browser(bob).get("/registry/reattribute/changes/").content
+    assert b"No decision changed." in browser(bob).get("/submissions/reattribute/changes/").content
 
     team = alice.membership.team
     old, new = (
@@ -177,16 +178,16 @@ def test_it_lets_a_team_admin_reattribute_and_see_changes(alice: User, bob: User
         sha256="a" * 64, size_bytes=1, image_format="PNG", width=1, height=1, status="done",
     )  # fmt: skip
     for head, label, decision in ((old, "real", "real"), (new, "sdxl", "known_generator")):
-        Verdict.objects.create(
+        verdict_store(
             submission=submission, head_version=head, label=label, decision=decision, score=0.9,
             threshold=0.5, probabilities={label: 0.9}, backbone=head.backbone, pretrained=False,
             elapsed_ms=1.0,
-        )  # fmt: skip
-    changed = browser(bob).get("/registry/reattribute/changes/").content.decode()
+        )[0]  # fmt: skip
+    changed = browser(bob).get("/submissions/reattribute/changes/").content.decode()
     assert "suspect.png" in changed and "head v1" in changed and "head v2" in changed
     assert "Real photograph" in changed and "Known generator" in changed
-    assert "suspect.png" not in browser(charlie).get("/registry/reattribute/changes/").content.decode()
-    queued = browser(alice).post("/registry/reattribute/", {"since": "2020-01-01"})
-    assert queued.status_code == 302 and queued["Location"] == "/registry/reattribute/changes/?since=2020-01-01"
+    assert "suspect.png" not in browser(charlie).get("/submissions/reattribute/changes/").content.decode()
+    queued = browser(alice).post("/submissions/reattribute/", {"since": "2020-01-01"})
+    assert queued.status_code == 302 and queued["Location"] == "/submissions/reattribute/changes/?since=2020-01-01"
     submission.refresh_from_db()
     assert submission.status == "done"  # the active head (v2) already judged it: nothing to re-run

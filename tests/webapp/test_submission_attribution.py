@@ -18,7 +18,7 @@ from attribution.synth import DEFAULT_KNOWN, DEFAULT_UNKNOWN
 from tests.webapp import image_bytes, uploaded
 from webapp.registry.models import HeadVersion
 from webapp.submissions.models import Submission, Verdict
-from webapp.submissions.services import submission_create, verdict_create_batch
+from webapp.submissions.services import feature_cache_key, submission_create, verdict_create_batch
 from webapp.teams.models import Team
 
 
@@ -76,9 +76,9 @@ def test_it_stores_one_verdict_per_submission_and_finishes_them(
     nearest = Verdict.objects.get(submission=submissions[0]).nearest_references[0]
     assert (nearest["sha256"], nearest["label"]) == (submissions[0].sha256, DEFAULT_KNOWN[1])
     assert nearest["similarity"] == pytest.approx(1.0, abs=1e-2)
-    # Features went through the shared cache, keyed by the image's SHA-256.
+    # Features went through the cache, keyed by the team and the image's SHA-256.
     backbone, cache = engine
-    assert cache.get(submissions[1].sha256, backbone.identity, attributor.blocks[0]) is not None
+    assert cache.get(feature_cache_key(submissions[1]), backbone.identity, attributor.blocks[0]) is not None
 
     # The same task delivered again finds nothing left to do.
     ids = [s.pk for s in submissions]
@@ -125,7 +125,8 @@ def test_each_failure_stays_with_its_own_image(
     assert good.status == Submission.Status.DONE
     assert damaged.status == Submission.Status.FAILED
     assert damaged.error.startswith("the stored image could not be read: truncated or corrupt image")
-    assert gone.status == Submission.Status.FAILED and "could not be read" in gone.error
+    # What happened, in words: no server path, no message of the filesystem's.
+    assert gone.status == Submission.Status.FAILED and gone.error == "the stored image is missing"
     assert poison.status == Submission.Status.FAILED
     assert (
         poison.error
@@ -142,7 +143,8 @@ def test_each_failure_stays_with_its_own_image(
 
 
 @pytest.mark.skipif(
-    not connection.features.has_select_for_update_skip_locked, reason="row locks need PostgreSQL (CI runs it)"
+    not connection.features.has_select_for_update_skip_locked,
+    reason="POSTGRESQL UNAVAILABLE: row locks need PostgreSQL (CI runs it)",
 )
 def test_a_second_delivery_skips_submissions_another_worker_is_on(
     transactional_db: None,

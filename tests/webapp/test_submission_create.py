@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 
 import pytest
@@ -14,15 +15,21 @@ from django.test import override_settings
 from tests.webapp import image_bytes, uploaded
 from webapp.audit.models import AuditEvent
 from webapp.cases.models import Case
+from webapp.common.uploads import UploadRejected
 from webapp.submissions.models import Submission
 from webapp.submissions.services import submission_create, submission_create_batch
-from webapp.submissions.validation import UploadRejected
 from webapp.teams.models import Team
 
 
 def queued_groups(callbacks: list[Callable[[], None]]) -> list[list[int]]:
-    """The ids that each on-commit callback sends to the `attribution` queue (one message each)."""
-    return [callback.args[0] for callback in callbacks]  # type: ignore[attr-defined]
+    """The ids that each on-commit callback sends to the `attribution` queue (one message each): the
+    callbacks are `webapp.common.tasks` sends of (task name, argument lists, failure callback)."""
+    groups = []
+    for callback in callbacks:
+        name, arg_lists, _ = callback.args  # type: ignore[attr-defined]
+        assert name == "workers.tasks.attribute_submission"
+        groups.append([args[0] for args in arg_lists])
+    return groups
 
 
 def test_it_stores_the_image_through_storage_and_queues_it_on_commit(
@@ -40,10 +47,9 @@ def test_it_stores_the_image_through_storage_and_queues_it_on_commit(
         32,
     )
     assert submission.sha256 == hashlib.sha256(data).hexdigest()
-    # Named by its content and real format, read back through the storage API.
-    assert submission.image.name.startswith("submissions/") and submission.image.name.endswith(
-        f"{submission.sha256[:16]}.jpg"
-    )
+    # A random name (nothing of the content) with the real format, read back through the storage API.
+    assert re.fullmatch(r"submissions/\d{4}/\d{2}/\d{2}/[0-9a-f]{32}\.jpg", submission.image.name)
+    assert submission.sha256[:16] not in submission.image.name
     with default_storage.open(submission.image.name, "rb") as stored:
         assert stored.read() == data
     assert queued_groups(callbacks) == [[submission.pk]]

@@ -13,7 +13,7 @@ from django.test import override_settings
 from PIL import Image
 
 from tests.webapp import image_bytes, uploaded
-from webapp.submissions.validation import UploadRejected, display_name, upload_count_validate, upload_validate
+from webapp.common.uploads import UploadRejected, display_name, upload_count_validate, upload_validate
 
 
 def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:

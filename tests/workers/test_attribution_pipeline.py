@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from django.db import transaction
 from django.test import Client
 
 from attribution.synth import DEFAULT_KNOWN, DEFAULT_UNKNOWN
-from tests.fixtures import WorkerProcess, api_client, wait_for
+from tests.fixtures import WorkerProcess, api_client, broker_queue_length, wait_for
 from tests.webapp import image_bytes, uploaded
 from webapp.submissions.models import Submission, Verdict
 from webapp.submissions.services import submission_create, submissions_sweep_stale
@@ -30,6 +31,11 @@ def api_upload(user: User, path: Path) -> int:
     )
     assert response.status_code == 201, response.content
     return int(response.json()["id"])
+
+
+def groups_logged(log: str) -> list[int]:
+    """The size of each group the worker attributed, in order, from its log."""
+    return [int(n) for n in re.findall(r"attributed \d+ of (\d+) submissions", log)]
 
 
 def statuses(ids: list[int]) -> dict[int, str]:
@@ -113,13 +119,19 @@ def test_single_uploads_are_grouped_into_forward_passes_and_the_worker_reports_i
         ).pk
         for i in range(10)
     ]
-    # Passes of 4 images, groups of up to two passes: a full group of 8 at once, then the 2 left over
-    # once the pool process is free again (within the 500 ms window, they all arrive together).
-    worker = WorkerProcess(env={"ATTRIBUTION_BATCH_SIZE": "4", "ATTRIBUTION_BATCH_WINDOW_MS": "500"})
+    # Passes of 4 images, groups of up to two passes (8). The gate holds the first group, whatever its size,
+    # until the worker has taken every other message off the queue: those wait, however many, while the
+    # pool process is busy, and then go together as one group instead of trickling in as tiny passes.
+    worker = WorkerProcess(env={"ATTRIBUTION_BATCH_SIZE": "4", "ATTRIBUTION_BATCH_WINDOW_MS": "500"},
+                           gate_open=False)
     try:
         worker.wait_ready()
+        held_file, first = worker.gate.wait_held()
+        wait_for(lambda: broker_queue_length() == 0, timeout=60, interval=0.05, message="every message taken")
+        worker.gate.open()  # the next group is not held
+        worker.gate.release(held_file)
         wait_for(lambda: set(statuses(ids).values()) == {"done"}, timeout=180, message="every upload done")
-        wait_for(lambda: "attributed 2 of 2" in worker.read_log(), timeout=30, message="the log line")
+        wait_for(lambda: len(groups_logged(worker.read_log())) == 2, timeout=30, message="the second group's log")
         log = worker.read_log()
         replies = app.control.broadcast("worker_status", reply=True, timeout=10, limit=1)
         page = Client()
@@ -127,14 +139,17 @@ def test_single_uploads_are_grouped_into_forward_passes_and_the_worker_reports_i
         html = page.get("/workers/").content.decode()
     finally:
         worker.stop()
-    assert "attributed 8 of 8 submissions" in log and "images/s" in log, log[-3000:]
+    size = len(first)
+    assert 0 < size <= 8 and set(first) <= set(ids)
+    assert groups_logged(log) == [size, 10 - size], log[-3000:]
+    assert "images/s" in log
     prefix = worker.name.split("@")[0] + "@"  # the name with its %h expanded
     (status,) = [info for reply in replies for name, info in reply.items() if name.startswith(prefix)]
     assert status["batch_size"] == 4 and status["device"] == "cpu" and status["precision"] == "fp32"
     throughput = status["throughput"]
-    assert (throughput["groups"], throughput["images"], throughput["last_group_size"]) == (2, 10, 2)
+    assert (throughput["groups"], throughput["images"], throughput["last_group_size"]) == (2, 10, 10 - size)
     assert throughput["images_per_s"] > 0 and throughput["busy_s"] > 0
     # The staff page shows the same.
     assert "1 worker answering" in html and prefix in html and "cpu (fp32)" in html, html
     assert "ViT-S-16/random-seed0" in html and "not pretrained" in html and "10 in 2 groups" in html
-    assert "2 images at" in html
+    assert f"{10 - size} images at" in html

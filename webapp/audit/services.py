@@ -7,6 +7,7 @@ from django.db import models
 
 from webapp.audit.models import AuditEvent
 from webapp.teams.models import Team
+from webapp.teams.selectors import user_or_none
 
 
 def audit_record(
@@ -19,10 +20,10 @@ def audit_record(
 ) -> AuditEvent:
     """Record who did what: `upload`, `view`, `export`, `train`, `activate`, `rollback`, ..."""
     return AuditEvent.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=user_or_none(actor),
         team=team,
         action=action,
-        object_type=target._meta.model_name if target is not None else "",
+        object_type=(target._meta.model_name or "") if target is not None else "",
         object_id=str(target.pk) if target is not None else "",
         detail=detail or {},
     )

@@ -4,6 +4,9 @@ from webapp.audit import views
 
 app_name = "audit"
 
-urlpatterns = [path("", views.events, name="events")]
+urlpatterns = [
+    path("", views.events, name="events"),
+    path("export.csv", views.events_csv, name="events_csv"),
+]
 
 api_urlpatterns: list = []

@@ -18,4 +18,31 @@ def platform(request: HttpRequest) -> dict[str, object]:
         # Offline deployments run a backbone with random weights: every page says so.
         "backbone_pretrained": bool(settings.ATTRIBUTION_PRETRAINED),
         "backbone_name": settings.ATTRIBUTION_BACKBONE,
+        "nav_section": nav_section(request),
     }
+
+
+# The main navigation's sections: (URL namespace, URL name or "*") -> the section whose link is current.
+_SECTIONS = {
+    ("submissions", "upload"): "upload",
+    ("submissions", "*"): "history",
+    ("cases", "*"): "cases",
+    ("reports", "*"): "cases",
+    ("registry", "heads"): "heads",
+    ("registry", "head_detail"): "heads",
+    ("registry", "head_activate"): "heads",
+    ("registry", "training_job"): "heads",
+    ("registry", "*"): "registry",
+    ("", "workers"): "workers",
+    ("audit", "*"): "audit",
+    ("", "account-tokens"): "tokens",
+}
+
+
+def nav_section(request: HttpRequest) -> str:
+    """Which link of the main navigation names the page shown (its `aria-current`), or ""."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return ""
+    namespace, name = match.namespace or "", match.url_name or ""
+    return _SECTIONS.get((namespace, name)) or _SECTIONS.get((namespace, "*"), "")

@@ -1,22 +1,56 @@
 from __future__ import annotations
 
+import logging
 import mimetypes
 from pathlib import PurePosixPath
 
-from django.contrib.admin.views.decorators import staff_member_required
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.crypto import constant_time_compare
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
 
+from webapp.accounts.tokens import ExpiringTokenAuthentication
+from webapp.common.permissions import staff_required
 from webapp.core import health
 from webapp.core.selectors import media_file_visible
 
+logger = logging.getLogger(__name__)
+
 # Only these types are ever sent back; anything else goes out as a download.
 SAFE_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"}
+
+
+def _may_see_health_detail(request: HttpRequest) -> bool:
+    """Staff (logged in, or with their API token), or a monitor sending `Authorization: Bearer HEALTH_TOKEN`.
+    Anyone else learns only ok / error: worker names, process ids, versions and error texts (with hosts
+    and ports) are operational detail."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if settings.HEALTH_TOKEN and header.startswith("Bearer "):
+        return constant_time_compare(header.removeprefix("Bearer "), settings.HEALTH_TOKEN)
+    user = request.user
+    if not user.is_authenticated and header.startswith("Token "):
+        try:
+            found = ExpiringTokenAuthentication().authenticate(Request(request))
+        except AuthenticationFailed:
+            found = None
+        user = found[0] if found else user
+    return bool(user.is_authenticated and user.is_staff)
+
+
+def _health_answer(request: HttpRequest, ok: bool, detail: dict[str, object]) -> JsonResponse:
+    if not ok:
+        logger.warning("%s not ok: %s", request.path, detail)
+    body: dict[str, object] = {"status": "ok" if ok else "error"}
+    if _may_see_health_detail(request):
+        body.update(detail)
+    return JsonResponse(body, status=200 if ok else 503)
 
 
 @require_GET
@@ -24,11 +58,7 @@ SAFE_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "ima
 def healthz(request: HttpRequest) -> JsonResponse:
     db_ok, db_detail = health.database_ok()
     broker_ok, broker_detail = health.broker_ok()
-    ok = db_ok and broker_ok
-    return JsonResponse(
-        {"status": "ok" if ok else "error", "database": db_detail, "broker": broker_detail},
-        status=200 if ok else 503,
-    )
+    return _health_answer(request, db_ok and broker_ok, {"database": db_detail, "broker": broker_detail})
 
 
 @require_GET
@@ -37,22 +67,17 @@ def readyz(request: HttpRequest) -> JsonResponse:
     db_ok, db_detail = health.database_ok()
     broker_ok, broker_detail = health.broker_ok()
     workers_ok, workers = health.workers_ok() if broker_ok else (False, {})
-    ok = db_ok and broker_ok and workers_ok
-    return JsonResponse(
-        {
-            "status": "ok" if ok else "error",
-            "database": db_detail,
-            "broker": broker_detail,
-            "workers": workers,
-        },
-        status=200 if ok else 503,
+    return _health_answer(
+        request,
+        db_ok and broker_ok and workers_ok,
+        {"database": db_detail, "broker": broker_detail, "workers": workers},
     )
 
 
 WORKER_STATUS_TIMEOUT_S = 2.0
 
 
-@staff_member_required
+@staff_required
 @require_GET
 @never_cache
 def workers(request: HttpRequest) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""REST API of the registry: generators, reference images, head versions, training jobs, re-attribution.
+"""REST API of the registry: generators, reference images, head versions, training jobs.
 
 Every team member (and registry admin) reads; only registry admins write (members get 403).
 """
@@ -11,46 +11,23 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.cases.models import Case
-from webapp.core.permissions import RegistryAdmin, TeamMember, request_team
+from webapp.common.permissions import RegistryAdmin, RegistryReadAdminWrite
+from webapp.common.schema import error_responses
+from webapp.common.uploads import UploadRejected
 from webapp.registry import selectors, services
-from webapp.registry.models import Generator, HeadVersion, ReferenceImage, TrainingJob
-from webapp.submissions.api import error_responses
-from webapp.submissions.validation import UploadRejected
-from webapp.teams.selectors import team_for_user, user_is_registry_admin
-
-
-class RegistryReadAdminWrite(BasePermission):
-    """Reads for team members and registry admins; writes for registry admins only."""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if request.method in SAFE_METHODS:
-            self.message = TeamMember.message
-            return team_for_user(user=request.user) is not None or user_is_registry_admin(user=request.user)
-        self.message = RegistryAdmin.message
-        return user_is_registry_admin(user=request.user)
-
-
-class Reattributor(BasePermission):
-    message = "Only team admins and registry admins may re-attribute submissions."
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        return selectors.user_may_reattribute(user=request.user)
-
+from webapp.registry.models import Generator, HeadVersion, ImportJob, ReferenceImage, TrainingJob
 
 CONFLICT = OpenApiResponse(
     OpenApiTypes.OBJECT, description="Conflicts with the current state: `detail` says how"
 )
-QUEUED = inline_serializer("ReattributeQueued", {"queued": serializers.IntegerField()})
 
 
 def _django_errors(error: DjangoValidationError) -> ValidationError:
@@ -62,12 +39,21 @@ def _django_errors(error: DjangoValidationError) -> ValidationError:
 
 class GeneratorSerializer(serializers.ModelSerializer):
     reference_count = serializers.IntegerField(read_only=True)
+    aliases = serializers.ListField(
+        child=serializers.CharField(max_length=200, allow_blank=True),
+        max_length=50,
+        required=False,
+        help_text=(
+            "Other names it goes by in a file's provenance: a product (Adobe Firefly), a checkpoint "
+            "(sd_xl_base_1.0), a model hash"
+        ),
+    )
 
     class Meta:
         model = Generator
         fields = [
-            "name", "slug", "family", "description", "release", "is_active", "builtin", "reference_count",
-            "created_at",
+            "name", "slug", "family", "description", "release", "is_active", "aliases", "builtin",
+            "reference_count", "created_at",
         ]  # fmt: skip
         read_only_fields = ["builtin", "created_at"]
         extra_kwargs = {"family": {"required": True}}  # generator_create needs it: 400, not a server error
@@ -133,7 +119,7 @@ class GeneratorDetailApi(generics.RetrieveUpdateDestroyAPIView):
 
 
 class ReferenceImageSerializer(serializers.ModelSerializer):
-    generator = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    generator: serializers.SlugRelatedField[Generator] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -189,19 +175,97 @@ class ReferenceImageListApi(generics.ListCreateAPIView):
         return Response(body, status=201 if created else 200)
 
 
+# --- bulk import -----------------------------------------------------------------------------------
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SerializerMethodField()
+    progress = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id", "status", "original_name", "per_class", "create_generators", "processed", "total", "progress",
+            "summary", "error", "requested_by", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+    def get_requested_by(self, job: ImportJob) -> str | None:
+        return str(job.requested_by) if job.requested_by is not None else None
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    archive = serializers.FileField()
+    per_class = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+    create_generators = serializers.BooleanField(required=False, default=False)
+
+
+class ImportJobCreateApi(APIView):
+    """`POST` multipart `archive` (a zip or tar of an ImageFolder: `<generator slug>/**`, optionally under
+    one top folder)[, `per_class`, `create_generators`] (admins): 202 with the import job, which a worker
+    runs; poll `GET /api/v1/generators/import/{id}/`."""
+
+    permission_classes = [RegistryAdmin]
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = ImportJobSerializer
+
+    @extend_schema(
+        request={"multipart/form-data": ImportUploadSerializer},
+        responses={202: ImportJobSerializer, **error_responses(400)},
+    )
+    def post(self, request: Request) -> Response:
+        data = ImportUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = services.import_job_create(requested_by=request.user, **data.validated_data)
+        except services.RegistryError as error:
+            raise ValidationError({"archive": [str(error)]}) from None
+        return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(responses={200: ImportJobSerializer, **error_responses(404)})
+class ImportJobDetailApi(generics.RetrieveAPIView):
+    """An import job's `status`, `processed` / `total` archive entries, `progress` (0 to 1) and `summary`
+    (per class: added, already present, refused with reasons)."""
+
+    permission_classes = [RegistryAdmin]
+    serializer_class = ImportJobSerializer
+
+    def get_queryset(self) -> QuerySet[ImportJob]:
+        return ImportJob.objects.select_related("requested_by")
+
+
 # --- head versions ----------------------------------------------------------------------------------
 
 
+class HeadMethodSerializer(serializers.Serializer):
+    blocks = serializers.ListField(child=serializers.IntegerField(), help_text="0-based blocks the head reads")
+    feature_join = serializers.CharField(help_text="concat, or l2 (each block L2-normalised, then joined)")
+    blocks_chosen_by_training = serializers.BooleanField()
+    score_method = serializers.CharField(help_text="The open-set score: msp, log_msp, max_logit, energy, ...")
+    score_comparison = serializers.DictField(help_text="Held-out AUROC and OSCR of each score measured")
+    C = serializers.FloatField(allow_null=True, help_text="Inverse regularisation of the linear probe")
+    k = serializers.IntegerField(allow_null=True, help_text="Neighbours of a kNN head")
+    select_by = serializers.CharField(allow_null=True, help_text="logo, accuracy or paper")
+    criterion = serializers.CharField(allow_null=True)
+    class_weight = serializers.CharField(allow_null=True)
+    robust_training = serializers.BooleanField()
+
+
 class HeadVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField(allow_null=True)
+    created_by: serializers.StringRelatedField[Any] = serializers.StringRelatedField(allow_null=True)
     metrics = serializers.SerializerMethodField()
+    method = serializers.SerializerMethodField()
 
     class Meta:
         model = HeadVersion
         fields = [
             "version", "status", "head_kind", "classes", "blocks", "backbone", "pretrained", "threshold",
-            "metrics", "created_by", "created_at", "activated_at",
+            "method", "metrics", "created_by", "created_at", "activated_at",
         ]  # fmt: skip
+
+    @extend_schema_field(HeadMethodSerializer)
+    def get_method(self, head: HeadVersion) -> dict[str, Any]:
+        return selectors.head_version_method(head_version=head)
 
     def get_metrics(self, head: HeadVersion) -> dict[str, Any]:
         # The confusion matrix, per-class figures and misclassified samples are in the detail view.
@@ -255,7 +319,7 @@ class HeadVersionActivateApi(APIView):
 
 class TrainingJobSerializer(serializers.ModelSerializer):
     head_version = serializers.SerializerMethodField()
-    requested_by = serializers.StringRelatedField(allow_null=True)
+    requested_by: serializers.StringRelatedField[Any] = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = TrainingJob
@@ -276,13 +340,19 @@ class HeadTrainApi(APIView):
     serializer_class = TrainingJobSerializer
 
     @extend_schema(
-        request=None, responses={202: TrainingJobSerializer, 409: CONFLICT, **error_responses(400)}
+        request=None, responses={202: TrainingJobSerializer, 409: CONFLICT, **error_responses(400, 503)}
     )
     def post(self, request: Request) -> Response:
         try:
             job = services.training_job_start(requested_by=request.user)
         except services.TrainingAlreadyRunning as running:
             return Response({"detail": str(running), "job": running.job.pk}, status=status.HTTP_409_CONFLICT)
+        except services.TrainingNotQueued as unsent:
+            return Response(
+                {"detail": str(unsent), "job": unsent.job.pk},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(unsent.retry_after_s)},
+            )
         except services.RegistryError as error:
             raise ValidationError({"detail": str(error)}) from None
         return Response(TrainingJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -327,74 +397,3 @@ class TrainingJobCancelApi(APIView):
 
 
 # --- re-attribution ---------------------------------------------------------------------------------
-
-
-class ScopeSerializer(serializers.Serializer):
-    case = serializers.IntegerField(required=False)
-    since = serializers.DateTimeField(required=False)
-
-
-def _scope(team_cases: QuerySet[Case], data: dict[str, Any]) -> Case | None:
-    return get_object_or_404(team_cases, pk=data["case"]) if "case" in data else None
-
-
-class ReattributeSerializer(ScopeSerializer):
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "case" not in attrs and "since" not in attrs:
-            raise ValidationError("Give a `case` id or a `since` date-time.")
-        return attrs
-
-
-class ReattributeApi(APIView):
-    """`POST` JSON `case` (id) or `since` (ISO date-time): queue the team's submissions for a verdict by
-    the active head; 202 with the number `queued`."""
-
-    permission_classes = [TeamMember, Reattributor]
-    serializer_class = ReattributeSerializer
-
-    @extend_schema(request=ReattributeSerializer, responses={202: QUEUED, **error_responses(400, 404)})
-    def post(self, request: Request) -> Response:
-        team = request_team(request)
-        data = ReattributeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        case = _scope(Case.objects.filter(team=team), data.validated_data)
-        try:
-            queued = services.submissions_reattribute(
-                actor=request.user, team=team, case=case, since=data.validated_data.get("since")
-            )
-        except services.RegistryError as error:
-            raise ValidationError({"detail": str(error)}) from None
-        return Response({"queued": queued}, status=status.HTTP_202_ACCEPTED)
-
-
-class VerdictSideSerializer(serializers.Serializer):
-    head_version = serializers.IntegerField(source="head_version.version")
-    label = serializers.CharField()
-    decision = serializers.CharField()
-
-
-class VerdictChangeSerializer(serializers.Serializer):
-    submission = serializers.IntegerField(source="submission.pk")
-    previous = VerdictSideSerializer()
-    current = VerdictSideSerializer()
-
-
-@extend_schema(
-    parameters=[ScopeSerializer],
-    responses={200: VerdictChangeSerializer(many=True), **error_responses(400, 404)},
-)
-class VerdictChangesApi(generics.ListAPIView):
-    """`GET ?case=ID` or `?since=ISO date-time`: the team's submissions whose latest verdict changed the
-    decision or the label of the one before it, newest first."""
-
-    permission_classes = [TeamMember]
-    serializer_class = VerdictChangeSerializer
-
-    def get_queryset(self) -> list[selectors.VerdictChange]:  # type: ignore[override]
-        team = request_team(self.request)
-        query = ScopeSerializer(
-            data={key: value for key, value in self.request.query_params.items() if value}
-        )
-        query.is_valid(raise_exception=True)
-        case = _scope(Case.objects.filter(team=team), query.validated_data)
-        return selectors.verdict_changes(team=team, case=case, since=query.validated_data.get("since"))

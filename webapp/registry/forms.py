@@ -1,23 +1,41 @@
 from __future__ import annotations
 
-from datetime import datetime, time
 from typing import Any
 
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
-from django.utils import timezone
 
-from webapp.cases.models import Case
 from webapp.registry.models import Generator
-from webapp.teams.models import Team
 
 BUILTIN_LOCKED = ("name", "slug", "family", "is_active")
 
 
+class AliasesField(forms.CharField):
+    """A generator's aliases, one per line (a list on the model)."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        if isinstance(value, list | tuple):
+            return [str(item) for item in value]
+        return [line.strip() for line in str(value or "").splitlines() if line.strip()]
+
+
 class GeneratorForm(forms.ModelForm):
+    aliases = AliasesField(
+        required=False,
+        help_text=(
+            "Other names it goes by in a file's provenance, one per line: a product (Adobe Firefly, DALL-E), "
+            "a checkpoint (sd_xl_base_1.0), a model hash. A file's claim naming one of them names this generator."
+        ),
+    )
+
     class Meta:
         model = Generator
-        fields = ["name", "slug", "family", "description", "release", "is_active"]
+        fields = ["name", "slug", "family", "description", "release", "is_active", "aliases"]
         help_texts = {
             "slug": "Short id used by the API and in verdicts, e.g. sdxl-1-0",
             "release": "Version or date",
@@ -56,26 +74,8 @@ class ReferenceUploadForm(forms.Form):
     )
 
 
-class ReattributeForm(forms.Form):
-    case = forms.ModelChoiceField(queryset=Case.objects.none(), required=False, empty_label="— any case —")
-    since = forms.DateField(
-        required=False,
-        label="Uploaded since",
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Every submission uploaded on or after this day",
-    )
+class ActivationForm(forms.Form):
+    """The confirmation page of an activation (or a rollback): the second confirmation that a head worse than
+    the active one on some metric is wanted anyway."""
 
-    def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["case"].queryset = Case.objects.filter(team=team)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if not data.get("case") and not data.get("since"):
-            raise forms.ValidationError("Choose a case or a date.")
-        return data
-
-    @property
-    def since_datetime(self) -> datetime | None:
-        day = self.cleaned_data.get("since")
-        return timezone.make_aware(datetime.combine(day, time.min)) if day else None
+    confirm_worse = forms.BooleanField(required=False, label="Activate it although it is worse on these metrics")

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from webapp.common.models import StoredImage
+
 
 class Generator(models.Model):
     """A class the heads can attribute to: "real" or a known image generator."""
@@ -23,6 +25,9 @@ class Generator(models.Model):
     description = models.TextField(blank=True)
     release = models.CharField(max_length=50, blank=True, help_text="Version or release date")
     is_active = models.BooleanField(default=True, help_text="Inactive generators are left out of training")
+    # Other names the generator goes by in a file's provenance (C2PA claim generator, a checkpoint file name,
+    # a model hash): a claim naming one of them names this generator.
+    aliases = models.JSONField(default=list, blank=True, help_text="Names and model hashes it goes by")
     builtin = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -33,17 +38,11 @@ class Generator(models.Model):
         return self.name
 
 
-class ReferenceImage(models.Model):
+class ReferenceImage(StoredImage):
     """A few-shot example of a generator's output (or of real photographs)."""
 
     generator = models.ForeignKey(Generator, on_delete=models.CASCADE, related_name="references")
     image = models.FileField(upload_to="references/%Y/%m/", max_length=300)
-    original_name = models.CharField(max_length=255)
-    sha256 = models.CharField(max_length=64, db_index=True)
-    size_bytes = models.PositiveBigIntegerField()
-    image_format = models.CharField(max_length=10)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -133,3 +132,39 @@ class TrainingJob(models.Model):
 
     def __str__(self) -> str:
         return f"training job {self.pk} ({self.status})"
+
+
+class ImportJob(models.Model):
+    """A zip or tar of an ImageFolder uploaded through the API, imported as reference images by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    archive = models.FileField(upload_to="imports/", max_length=300)
+    original_name = models.CharField(max_length=255)
+    per_class = models.PositiveIntegerField(null=True, blank=True)
+    create_generators = models.BooleanField(default=False)
+    processed = models.PositiveIntegerField(default=0, help_text="Archive entries looked at so far")
+    total = models.PositiveIntegerField(default=0, help_text="File entries in the archive")
+    summary = models.JSONField(default=dict, help_text="Per class: added, already present, refused with reasons")
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"import job {self.pk} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        return round(self.processed / self.total, 4) if self.total else (1.0 if self.status == "done" else 0.0)

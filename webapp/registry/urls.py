@@ -18,12 +18,13 @@ urlpatterns = [
     path("heads/<int:version>/activate/", views.head_activate, name="head_activate"),
     path("training-jobs/<int:pk>/", views.training_job, name="training_job"),
     path("training-jobs/<int:pk>/cancel/", views.training_job_cancel, name="training_job_cancel"),
-    path("reattribute/", views.reattribute, name="reattribute"),
-    path("reattribute/changes/", views.verdict_changes, name="verdict_changes"),
 ]
 
 api_urlpatterns = [
     path("generators/", api.GeneratorListApi.as_view(), name="api-generators"),
+    # before generators/<slug>/: "import" is a valid slug
+    path("generators/import/", api.ImportJobCreateApi.as_view(), name="api-generators-import"),
+    path("generators/import/<int:pk>/", api.ImportJobDetailApi.as_view(), name="api-generators-import-detail"),
     path("generators/<slug:slug>/", api.GeneratorDetailApi.as_view(), name="api-generator-detail"),
     path(
         "generators/<slug:slug>/references/",
@@ -39,6 +40,4 @@ api_urlpatterns = [
     path(
         "training-jobs/<int:pk>/cancel/", api.TrainingJobCancelApi.as_view(), name="api-training-job-cancel"
     ),
-    path("reattributions/", api.ReattributeApi.as_view(), name="api-reattribute"),
-    path("verdict-changes/", api.VerdictChangesApi.as_view(), name="api-verdict-changes"),
 ]

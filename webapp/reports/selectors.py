@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache, reduce
 from operator import or_
@@ -26,16 +27,19 @@ from attribution.images import ImageRejected, open_image
 from webapp.audit.models import AuditEvent
 from webapp.audit.selectors import audit_events_for
 from webapp.cases.models import Case
-from webapp.cases.selectors import case_summary
+from webapp.registry.selectors import generator_aliases
 from webapp.submissions.models import Submission, Verdict
 from webapp.submissions.selectors import (
+    DECISION_NAMES,
     ClassProbability,
     Evidence,
+    VerdictReading,
     generator_names,
     submission_list,
+    submission_provenance,
     verdict_evidence,
     verdict_probabilities,
-    verdict_sentence,
+    verdict_reading,
     verdicts_attach,
 )
 
@@ -43,6 +47,104 @@ SUBMISSION_THUMBNAIL_PX = 320
 REFERENCE_THUMBNAIL_PX = 120
 PROBABILITY_ROWS = 8  # the rest of the classes are summed up in one line
 AUDIT_DETAIL_CHARS = 160
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """How the case's submissions stand: counts per decision, and those still waiting or failed."""
+
+    real: int = 0
+    known_generator: int = 0
+    unknown_generator: int = 0
+    pending: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.real + self.known_generator + self.unknown_generator + self.pending + self.failed
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """(key, label, count) for the summary chart."""
+        return [
+            ("real", Verdict.Decision.REAL.label, self.real),
+            ("known_generator", Verdict.Decision.KNOWN_GENERATOR.label, self.known_generator),
+            ("unknown_generator", DECISION_NAMES[Verdict.Decision.UNKNOWN_GENERATOR], self.unknown_generator),
+            ("pending", "Waiting", self.pending),
+            ("failed", "Failed", self.failed),
+        ]
+
+    def as_dict(self) -> dict[str, int]:
+        return {key: count for key, _, count in self.rows()}
+
+
+def case_summary(*, case: Case) -> CaseSummary:
+    counts = {"real": 0, "known_generator": 0, "unknown_generator": 0, "pending": 0, "failed": 0}
+    for status, decision in submission_list(team=case.team, case_id=case.pk).values_list(  # type: ignore[misc]
+        "current_status", "verdict_decision"  # current_status is an annotation of `submission_list`
+    ):
+        if status == Submission.Status.FAILED:
+            counts["failed"] += 1
+        elif status != Submission.Status.DONE or not decision:
+            counts["pending"] += 1
+        else:
+            counts[decision] += 1
+    return CaseSummary(**counts)
+
+
+def case_export_rows(*, case: Case) -> list[dict[str, Any]]:
+    """One plain row per submission of the case, oldest first, with its latest verdict."""
+    return submission_export_rows(
+        submissions=submission_list(team=case.team, case_id=case.pk).order_by("created_at", "id")
+    )
+
+
+def submission_export_rows(*, submissions: Iterable[Submission]) -> list[dict[str, Any]]:
+    """Annotated submissions (`submission_list`) as export rows, in the order given. An unrecognised image
+    has no label or generator: its most likely known class is `closest_known`."""
+    names = generator_names()
+    aliases = generator_aliases()
+    rows = []
+    for s in verdicts_attach(submissions, names=names):
+        verdict: Verdict | None = s.current_verdict
+        reading = s.reading
+        provenance = submission_provenance(submission=s, aliases=aliases)
+        rows.append(
+            {
+                "id": s.pk,
+                "file_name": s.original_name,
+                "sha256": s.sha256,
+                "submitted_by": s.submitted_by.get_username(),
+                "uploaded_at": s.created_at.isoformat(),
+                "format": s.image_format,
+                "width": s.width,
+                "height": s.height,
+                "size_bytes": s.size_bytes,
+                "duplicate_of": s.duplicate_of_id,
+                "status": s.current_status,
+                "error": s.current_error,
+                "verdict": s.summary,
+                "decision": verdict.decision if verdict else "",
+                "confidence": reading.band if reading else "",
+                "label": reading.label if reading else "",
+                "generator": reading.label_name if reading else "",
+                "closest_known": reading.closest_known if reading else "",
+                "runner_up": reading.runner_up.label if reading and reading.runner_up else "",
+                "score": verdict.score if verdict else None,
+                "threshold": verdict.threshold if verdict else None,
+                "probabilities": verdict.probabilities if verdict else {},
+                "nearest_references": verdict.nearest_references if verdict else [],
+                "head_version": verdict.head_version.version if verdict else None,
+                "backbone": verdict.backbone if verdict else "",
+                "pretrained": verdict.pretrained if verdict else None,
+                "verdict_at": verdict.created_at.isoformat() if verdict else "",
+                # What the file says about its origin, and how that stands to the verdict.
+                "provenance_agreement": provenance["agreement"],
+                "provenance_reason": provenance["reason"],
+                "c2pa_validation": provenance["c2pa"]["validation"] if provenance["c2pa"] else "",
+                "provenance_claims": provenance["claims"],
+            }
+        )
+    return rows
 
 
 @dataclass(frozen=True)
@@ -68,10 +170,12 @@ class SubmissionEntry:
     submission: Submission
     thumbnail: str | None
     decision_words: str = ""
+    reading: VerdictReading | None = None
     probabilities: list[ClassProbability] = field(default_factory=list)
     other_classes: int = 0
     other_probability: float = 0.0
     references: list[ReferenceThumbnail] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)  # `submission_provenance`'s object
 
     @property
     def verdict(self) -> Verdict | None:
@@ -140,6 +244,7 @@ def case_report_context(
     in_order = submission_list(team=case.team, case_id=case.pk).order_by("created_at", "id")
     submissions = verdicts_attach(in_order)
     names = generator_names()
+    aliases = generator_aliases()
     thumbnails: dict[tuple[str, int], str | None] = {}  # a reference often backs several verdicts
 
     def thumbnail(name: str, size: int = REFERENCE_THUMBNAIL_PX) -> str | None:
@@ -149,15 +254,17 @@ def case_report_context(
 
     entries = []
     for number, submission in enumerate(submissions, start=1):
-        entry = SubmissionEntry(number, submission, thumbnail(submission.image.name, SUBMISSION_THUMBNAIL_PX))
+        entry = SubmissionEntry(number, submission, thumbnail(submission.image.name or "", SUBMISSION_THUMBNAIL_PX))
+        entry.provenance = submission_provenance(submission=submission, aliases=aliases)
         if (verdict := entry.verdict) is not None:
-            entry.decision_words = verdict_sentence(verdict=verdict, names=names)
+            entry.reading = verdict_reading(verdict=verdict, names=names)
+            entry.decision_words = entry.reading.sentence
             ranked = verdict_probabilities(verdict=verdict, names=names)
             entry.probabilities = ranked[:PROBABILITY_ROWS]
             entry.other_classes = len(ranked[PROBABILITY_ROWS:])
             entry.other_probability = sum(c.probability for c in ranked[PROBABILITY_ROWS:])
             for evidence in verdict_evidence(verdict=verdict, names=names):
-                name = evidence.reference.image.name if evidence.reference else ""
+                name = (evidence.reference.image.name or "") if evidence.reference else ""
                 entry.references.append(ReferenceThumbnail(evidence, thumbnail(name)))
         entries.append(entry)
 

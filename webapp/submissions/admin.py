@@ -22,7 +22,7 @@ class VerdictInline(admin.TabularInline):
         "pretrained",
         "created_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
 
 
 @admin.register(Submission)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_field,
     inline_serializer,
 )
-from rest_framework import serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -25,52 +24,56 @@ from rest_framework.views import APIView
 
 from webapp.cases.models import Case
 from webapp.cases.selectors import case_get
-from webapp.core.permissions import TeamMember, request_team
-from webapp.submissions.forms import SubmissionFilterSerializer, selector_kwargs, submission_filters
+from webapp.common.permissions import Reattributor, TeamMember, request_team, request_user
+from webapp.common.schema import error_responses
+from webapp.common.uploads import UploadRejected
+from webapp.submissions.forms import (
+    ReattributionScopeSerializer,
+    SubmissionFilterSerializer,
+    selector_kwargs,
+    submission_filters,
+)
 from webapp.submissions.models import Submission, Verdict
 from webapp.submissions.selectors import (
     MAX_ID,
+    VerdictChange,
+    VerdictReading,
     generator_names,
     submission_get,
     submission_list,
     submission_progress,
-    verdict_sentence,
+    submission_provenance,
+    verdict_changes,
+    verdict_label,
+    verdict_reading,
     verdicts_attach,
 )
-from webapp.submissions.services import submission_create, submission_create_batch
-from webapp.submissions.validation import UploadRejected
+from webapp.submissions.services import (
+    ReattributionRefused,
+    submission_create,
+    submission_create_batch,
+    submissions_reattribute,
+)
 from webapp.teams.models import Team
 
 MAX_PROGRESS_IDS = 1000
 
-_ERRORS = {
-    400: OpenApiResponse(
-        OpenApiTypes.OBJECT, description="Invalid request: the body names each problem by field"
-    ),
-    401: OpenApiResponse(OpenApiTypes.OBJECT, description="Not authenticated"),
-    403: OpenApiResponse(OpenApiTypes.OBJECT, description="Not a member of any team"),
-    404: OpenApiResponse(OpenApiTypes.OBJECT, description="No such object in your team"),
-    429: OpenApiResponse(
-        OpenApiTypes.OBJECT, description="Too many uploads for now: retry after the delay given"
-    ),
-}
-
-
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    """The documented error answers of an endpoint (always 401 and 403)."""
-    return {code: _ERRORS[code] for code in sorted({401, 403, *codes})}
-
-
 class NearestReferenceOutput(serializers.Serializer):
     sha256 = serializers.CharField()
-    label = serializers.CharField(help_text="The reference image's generator (slug)")
+    label = serializers.CharField(help_text="The reference image's generator (slug)")  # type: ignore[assignment]
     similarity = serializers.FloatField(help_text="Cosine similarity of the features")
 
 
 class VerdictOutput(serializers.Serializer):
-    label = serializers.CharField(help_text="The most likely class (generator slug, or real)")
+    label = serializers.SerializerMethodField(  # type: ignore[assignment]
+        help_text="The attributed class (generator slug, or real); empty for an unrecognised image"
+    )
+    closest_known = serializers.CharField(
+        source="label", help_text="The most likely class the head knows (for an unrecognised image too)"
+    )
     decision = serializers.ChoiceField(choices=Verdict.Decision.choices)
     summary = serializers.SerializerMethodField(help_text="The decision in words")
+    confidence = serializers.SerializerMethodField(help_text="high, medium or low (docs/architecture.md)")
     score = serializers.FloatField(help_text="Open-set score; under the threshold means unknown generator")
     threshold = serializers.FloatField()
     probabilities = serializers.DictField(child=serializers.FloatField(), help_text="Class -> probability")
@@ -81,11 +84,23 @@ class VerdictOutput(serializers.Serializer):
     elapsed_ms = serializers.FloatField()
     created_at = serializers.DateTimeField()
 
+    def _reading(self, verdict: Verdict) -> VerdictReading:
+        context = cast(dict[str, Any], self.context)  # the serializer's own context dict, shared by its fields
+        if "generator_names" not in context:
+            context["generator_names"] = generator_names()
+        return verdict_reading(verdict=verdict, names=context["generator_names"])
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_label(self, verdict: Verdict) -> str:
+        return verdict_label(verdict=verdict)
+
     @extend_schema_field(OpenApiTypes.STR)
     def get_summary(self, verdict: Verdict) -> str:
-        if "generator_names" not in self.context:
-            self.context["generator_names"] = generator_names()
-        return verdict_sentence(verdict=verdict, names=self.context["generator_names"])
+        return self._reading(verdict).sentence
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_confidence(self, verdict: Verdict) -> str:
+        return self._reading(verdict).band
 
 
 class SubmissionOutput(serializers.Serializer):
@@ -109,6 +124,65 @@ class SubmissionOutput(serializers.Serializer):
     verdict = VerdictOutput(
         source="current_verdict", allow_null=True, help_text="Null until the status is done"
     )
+
+
+class ProvenanceClaimOutput(serializers.Serializer):
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=["c2pa", "xmp", "png-text", "exif"], help_text="Where in the file the claim was found"
+    )
+    says = serializers.ChoiceField(choices=["generated", "edited with AI", "camera capture", "edited"])
+    generator = serializers.CharField(
+        allow_null=True, help_text="The generator it names, as found: a product, a checkpoint name or a model hash"
+    )
+    strength = serializers.ChoiceField(
+        choices=["strong", "medium", "weak"],
+        help_text="strong: a C2PA manifest signed by a trusted signer; medium: validly signed, untrusted signer; "
+        "weak: anything else, text any tool can write or remove",
+    )
+    detail = serializers.DictField(help_text="The raw evidence (size-capped): settings, model hash, camera, ...")
+
+
+class C2paSignerOutput(serializers.Serializer):
+    issuer = serializers.CharField(allow_null=True)
+    common_name = serializers.CharField(allow_null=True)
+
+
+class C2paOutput(serializers.Serializer):
+    claim_generator = serializers.CharField(
+        allow_null=True, help_text="The tool that made the manifest, and its version"
+    )
+    digital_source_type = serializers.CharField(
+        allow_null=True, help_text="The IPTC digital source type, e.g. trainedAlgorithmicMedia"
+    )
+    signer = C2paSignerOutput(allow_null=True)
+    validation = serializers.ChoiceField(
+        choices=["valid", "untrusted", "invalid_signature", "hash_mismatch", "malformed"],
+        help_text="valid: signature, chain to a trust anchor (C2PA_TRUST_ANCHORS) and hash binding check; untrusted: "
+        "all check but the signer is not trusted; hash_mismatch: the pixels changed after signing",
+    )
+    codes = serializers.ListField(child=serializers.CharField(), help_text="The C2PA validation codes, failures first")
+
+
+class ProvenanceOutput(serializers.Serializer):
+    claims = ProvenanceClaimOutput(many=True)
+    c2pa = C2paOutput(allow_null=True, help_text="The active C2PA manifest; null when the file has none")
+    agreement = serializers.ChoiceField(
+        choices=["agrees", "conflicts", "none"],
+        help_text="How the strongest claims stand to the latest verdict; none: nothing to compare (no claims, "
+        "no verdict yet, or claims that say nothing about origin)",
+    )
+    reason = serializers.CharField(help_text="Why, in one sentence")
+
+
+class SubmissionDetailOutput(SubmissionOutput):
+    provenance = serializers.SerializerMethodField(
+        help_text="What the file itself says about its origin, beside the pixels' verdict. Metadata can be stripped "
+        "and weak claims forged: a missing claim proves nothing."
+    )
+
+    @extend_schema_field(ProvenanceOutput)
+    def get_provenance(self, submission: Submission) -> dict[str, Any]:
+        return submission_provenance(submission=submission)
 
 
 class SubmissionCreateInput(serializers.Serializer):
@@ -165,10 +239,20 @@ class UploadThrottled:
         return [ScopedRateThrottle()] if request.method == "POST" else []
 
 
+class SubmissionCursorPagination(CursorPagination):
+    """Newest first, by cursor: a page costs the same at the millionth row as at the first, and no count of
+    every match is made (`next` and `previous` are links; there are no page numbers)."""
+
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
 class SubmissionListCreateApi(UploadThrottled, GenericAPIView):
     permission_classes = [IsAuthenticated, TeamMember]
     parser_classes = [MultiPartParser, FormParser]
-    pagination_class = PageNumberPagination
+    pagination_class = SubmissionCursorPagination
     serializer_class = SubmissionOutput
 
     @extend_schema(
@@ -197,7 +281,7 @@ class SubmissionListCreateApi(UploadThrottled, GenericAPIView):
         try:
             submission = submission_create(
                 team=team,
-                user=request.user,
+                user=request_user(request),
                 uploaded_file=data.validated_data["image"],
                 case=_case_from(team, data.validated_data.get("case")),
             )
@@ -224,7 +308,7 @@ class SubmissionBatchCreateApi(UploadThrottled, APIView):
         case = _case_from(team, data.validated_data.get("case"))
         try:
             outcomes = submission_create_batch(
-                team=team, user=request.user, uploaded_files=data.validated_data["images"], case=case
+                team=team, user=request_user(request), uploaded_files=data.validated_data["images"], case=case
             )
         except UploadRejected as rejected:
             raise ValidationError({"images": [str(rejected)]}) from None
@@ -249,13 +333,13 @@ class SubmissionDetailApi(APIView):
     permission_classes = [IsAuthenticated, TeamMember]
 
     @extend_schema(
-        operation_id="submissions_retrieve", responses={200: SubmissionOutput, **error_responses(404)}
+        operation_id="submissions_retrieve", responses={200: SubmissionDetailOutput, **error_responses(404)}
     )
     def get(self, request: Request, pk: int) -> Response:
         submission = submission_get(team=request_team(request), submission_id=pk)
         if submission is None:
             raise NotFound("no such submission")
-        return Response(SubmissionOutput(submission).data)
+        return Response(SubmissionDetailOutput(submission).data)
 
 
 class ProgressInput(serializers.Serializer):
@@ -310,3 +394,80 @@ class SubmissionProgressApi(APIView):
         for row in rows:
             counts[row["status"]] += 1
         return Response({"counts": counts, "submissions": ProgressRowOutput(rows, many=True).data})
+
+
+# --- re-attribution with the active head --------------------------------------------------------------
+
+QUEUED = inline_serializer("ReattributeQueued", {"queued": serializers.IntegerField()})
+
+
+def _scope_case(team: Team, data: dict[str, Any]) -> Case | None:
+    if "case" not in data:
+        return None
+    case = case_get(team=team, case_id=data["case"])
+    if case is None:
+        raise NotFound("No such case in your team.")
+    return case
+
+
+class ReattributeApi(APIView):
+    """`POST` JSON `case` (id) or `since` (ISO date-time): queue the team's submissions for a verdict by
+    the active head; 202 with the number `queued`."""
+
+    permission_classes = [TeamMember, Reattributor]
+    serializer_class = ReattributionScopeSerializer
+
+    @extend_schema(request=ReattributionScopeSerializer, responses={202: QUEUED, **error_responses(400, 404)})
+    def post(self, request: Request) -> Response:
+        team = request_team(request)
+        data = ReattributionScopeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            queued = submissions_reattribute(
+                actor=request.user,
+                team=team,
+                case=_scope_case(team, data.validated_data),
+                since=data.validated_data.get("since"),
+            )
+        except ReattributionRefused as error:
+            raise ValidationError({"detail": str(error)}) from None
+        return Response({"queued": queued}, status=status.HTTP_202_ACCEPTED)
+
+
+class VerdictSideSerializer(serializers.Serializer):
+    head_version = serializers.IntegerField(source="head_version.version")
+    label = serializers.SerializerMethodField(help_text="Empty for an unrecognised image")  # type: ignore[assignment]
+    closest_known = serializers.CharField(source="label")
+    decision = serializers.CharField()
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_label(self, verdict: Verdict) -> str:
+        return verdict_label(verdict=verdict)
+
+
+class VerdictChangeSerializer(serializers.Serializer):
+    submission = serializers.IntegerField(source="submission.pk")
+    previous = VerdictSideSerializer()
+    current = VerdictSideSerializer()
+
+
+@extend_schema(
+    parameters=[ReattributionScopeSerializer],
+    responses={200: VerdictChangeSerializer(many=True), **error_responses(400, 404)},
+)
+class VerdictChangesApi(generics.ListAPIView):
+    """`GET ?case=ID` or `?since=ISO date-time`: the team's submissions whose latest verdict changed the
+    decision or the label of the one before it, newest first."""
+
+    permission_classes = [TeamMember]
+    serializer_class = VerdictChangeSerializer
+
+    def get_queryset(self) -> list[VerdictChange]:  # type: ignore[override]
+        team = request_team(self.request)
+        query = ReattributionScopeSerializer(
+            data={key: value for key, value in self.request.query_params.items() if value}
+        )
+        query.is_valid(raise_exception=True)
+        return verdict_changes(
+            team=team, case=_scope_case(team, query.validated_data), since=query.validated_data.get("since")
+        )

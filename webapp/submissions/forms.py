@@ -1,14 +1,20 @@
-"""Input parsing shared by the history page and the API, so that both accept the same filters."""
+"""Input parsing of submission pages and the API: the history filters (the same for both) and the scope of
+a re-attribution. Parsing only: what a request may do is decided by the services."""
 
 from __future__ import annotations
 
+from datetime import datetime, time
 from typing import Any
 
+from django import forms
 from django.http import QueryDict
+from django.utils import timezone
 from rest_framework import serializers
 
+from webapp.cases.models import Case
 from webapp.submissions.models import Submission, Verdict
-from webapp.submissions.selectors import MAX_ID
+from webapp.submissions.selectors import MAX_ID, PROVENANCE_FILTER_CHOICES, SUBMISSION_ORDERS
+from webapp.teams.models import Team
 
 
 class SubmissionFilterSerializer(serializers.Serializer):
@@ -17,7 +23,7 @@ class SubmissionFilterSerializer(serializers.Serializer):
         required=False, min_value=1, max_value=MAX_ID, help_text="Only this case's"
     )
     decision = serializers.ChoiceField(choices=Verdict.Decision.choices, required=False, allow_blank=True)
-    label = serializers.CharField(
+    label = serializers.CharField(  # type: ignore[assignment]
         required=False, allow_blank=True, max_length=100, help_text="Attributed class (generator slug)"
     )
     status = serializers.ChoiceField(choices=Submission.Status.choices, required=False, allow_blank=True)
@@ -26,9 +32,20 @@ class SubmissionFilterSerializer(serializers.Serializer):
     submitter = serializers.CharField(
         required=False, allow_blank=True, max_length=150, help_text="Username of the uploader"
     )
+    # Kept for API clients; the same as decision=unknown_generator (the history page offers that one only).
     unknown_only = serializers.BooleanField(
-        required=False, default=False, help_text="Only unknown generators"
+        required=False, default=False, help_text="Only unrecognised images (same as decision=unknown_generator)"
     )
+    provenance = serializers.ChoiceField(
+        choices=PROVENANCE_FILTER_CHOICES,
+        required=False,
+        allow_blank=True,
+        help_text=(
+            "conflicts / agrees: the file's provenance conflicts or agrees with the latest verdict; signed: a C2PA "
+            "manifest whose signature checks (trusted or not); has_c2pa: any C2PA manifest, valid or not"
+        ),
+    )
+
     q = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -40,11 +57,44 @@ class SubmissionFilterSerializer(serializers.Serializer):
 SELECTOR_ARGS = {"case": "case_id"}
 
 
+def submission_order(query: QueryDict) -> str:
+    """The history page's `sort` (a key of SUBMISSION_ORDERS; anything else is the default order). The API
+    pages by cursor, newest first, and takes no sort."""
+    sort = query.get("sort", "")
+    return sort if sort in SUBMISSION_ORDERS else ""
+
+
 def submission_filters(query: QueryDict) -> SubmissionFilterSerializer:
     """The filter serializer over a query string; blank fields (an HTML form's empty inputs) are left out."""
-    return SubmissionFilterSerializer(data={key: value for key, value in query.items() if value.strip()})
+    return SubmissionFilterSerializer(data={key: value for key, value in query.items() if str(value).strip()})
 
 
 def selector_kwargs(validated: dict[str, Any]) -> dict[str, Any]:
     """Validated filters as keyword arguments of `submission_list`."""
     return {SELECTOR_ARGS.get(key, key): value for key, value in validated.items()}
+
+
+class ReattributeForm(forms.Form):
+    """A case of the team, or a day: which submissions to re-attribute (or whose changes to show)."""
+
+    case = forms.ModelChoiceField(queryset=Case.objects.none(), required=False, empty_label="— any case —")
+    since = forms.DateField(
+        required=False,
+        label="Uploaded since",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Every submission uploaded on or after this day",
+    )
+
+    def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["case"].queryset = Case.objects.filter(team=team)  # type: ignore[attr-defined]
+
+    @property
+    def since_datetime(self) -> datetime | None:
+        day = self.cleaned_data.get("since")
+        return timezone.make_aware(datetime.combine(day, time.min)) if day else None
+
+
+class ReattributionScopeSerializer(serializers.Serializer):
+    case = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    since = serializers.DateTimeField(required=False)

@@ -1,14 +1,24 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
 from webapp.cases.models import Case
+from webapp.common.models import StoredImage
 from webapp.teams.models import Team
 
 
-class Submission(models.Model):
+class Submission(StoredImage):
     """One uploaded image, waiting for or holding a verdict."""
+
+    # Not columns: what the selectors set on the rows they read (`_annotated`, `verdicts_attach`).
+    current_status: str
+    current_error: str
+    current_verdict: Verdict | None
+    reading: Any  # webapp.submissions.selectors.VerdictReading, or None
+    summary: str
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -20,12 +30,6 @@ class Submission(models.Model):
     case = models.ForeignKey(Case, on_delete=models.SET_NULL, null=True, blank=True, related_name="submissions")
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     image = models.FileField(upload_to="submissions/%Y/%m/%d/", max_length=300)
-    original_name = models.CharField(max_length=255)
-    sha256 = models.CharField(max_length=64, db_index=True)
-    size_bytes = models.PositiveBigIntegerField()
-    image_format = models.CharField(max_length=10)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
     metadata = models.JSONField(default=dict, blank=True)
     # An image the team already submitted: no second analysis, the earlier submission's verdict stands.
     duplicate_of = models.ForeignKey(
@@ -38,10 +42,41 @@ class Submission(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The latest verdict (of the earlier upload, for a duplicate), kept on the row in the transaction that
+    # stores the verdict (`verdict_store`), so that the history filters and sorts by index instead of
+    # computing every row's latest verdict. Empty until the first verdict.
+    verdict = models.ForeignKey(
+        "submissions.Verdict", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    verdict_decision = models.CharField(max_length=20, blank=True, default="")
+    verdict_label = models.CharField(max_length=100, blank=True, default="")
+    verdict_score = models.FloatField(null=True, blank=True)
+    verdict_head_version = models.ForeignKey(
+        "registry.HeadVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # What the file itself says about its origin (C2PA, XMP, PNG text, EXIF), read at upload: {"claims": [...],
+    # "c2pa": {...} or null} as `attribution.provenance` gives them (`submission_provenance` compares them with
+    # the latest verdict). `provenance_c2pa` is the C2PA manifest's validation ("" without one) and
+    # `provenance_agreement` how the claims stand to the latest verdict (agrees, conflicts, none), set where
+    # the verdict is stored: both for the history's filters.
+    provenance = models.JSONField(default=dict, blank=True)
+    provenance_c2pa = models.CharField(max_length=20, blank=True, default="")
+    provenance_agreement = models.CharField(max_length=10, default="none")
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["team", "sha256"])]
+        indexes = [
+            models.Index(fields=["team", "sha256"]),
+            # The history's filters, each in the history's order (newest first).
+            models.Index(fields=["team", "-created_at", "-id"], name="submission_team_recent"),
+            models.Index(fields=["team", "verdict_decision", "-created_at", "-id"], name="submission_team_decision"),
+            models.Index(fields=["team", "verdict_label", "-created_at", "-id"], name="submission_team_label"),
+            models.Index(fields=["team", "case", "-created_at", "-id"], name="submission_team_case"),
+            models.Index(
+                fields=["team", "provenance_agreement", "-created_at", "-id"], name="submission_team_provenance"
+            ),
+            models.Index(fields=["team", "provenance_c2pa", "-created_at", "-id"], name="submission_team_c2pa"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.sha256[:12]})"

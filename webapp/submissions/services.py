@@ -2,38 +2,46 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from PIL import Image
 
 from attribution.features import FeatureCache, concat_blocks, extract_features
-from attribution.images import open_image
+from attribution.images import ImageRejected, open_image
+from attribution.provenance import Provenance, read_provenance
 from webapp.audit.services import audit_record
 from webapp.cases.models import Case
-from webapp.registry.models import HeadVersion
-from webapp.submissions.models import Submission, Verdict
-from webapp.submissions.validation import (
+from webapp.common.tasks import tasks_send_on_commit
+from webapp.common.uploads import (
     UploadRejected,
     ValidatedUpload,
     display_name,
     upload_count_validate,
     upload_validate,
 )
+from webapp.registry.models import HeadVersion
+from webapp.registry.selectors import generator_aliases, head_version_active
+from webapp.registry.services.heads import head_version_activate_reviewed
+from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.selectors import provenance_agreement
 from webapp.teams.models import Team
 
 if TYPE_CHECKING:
@@ -43,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 ATTRIBUTE_TASK = "workers.tasks.attribute_submission"
 Status = Submission.Status
+
+
+class ReattributionRefused(ValueError):
+    """A re-attribution that cannot be carried out; the message says why, for the user."""
 
 
 @dataclass(frozen=True)
@@ -64,12 +76,13 @@ def _case_check(*, team: Team, case: Case | None) -> None:
 
 
 def _submission_store(
-    *, team: Team, user: AbstractBaseUser, case: Case | None, upload: ValidatedUpload, file: IO[bytes]
+    *, team: Team, user: User, case: Case | None, upload: ValidatedUpload, file: IO[bytes]
 ) -> Submission:
     # An image the team already sent (and that did not fail) is not analysed again: the new
     # submission points at the earlier one and shares its stored file, status and verdict.
     original = (
         Submission.objects.filter(team=team, sha256=upload.sha256, duplicate_of__isnull=True)
+        .select_related("verdict")
         .exclude(status=Status.FAILED)
         .order_by("created_at", "id")
         .first()
@@ -79,23 +92,25 @@ def _submission_store(
         team=team,
         case=case,
         submitted_by=user,
-        original_name=upload.name,
-        sha256=upload.sha256,
-        size_bytes=upload.size_bytes,
-        image_format=upload.info.format,
-        width=upload.info.width,
-        height=upload.info.height,
         metadata={"mode": upload.info.mode, "frames": upload.info.n_frames, "tags": upload.info.metadata},
         duplicate_of=original,
         status=Status.DONE if original else Status.QUEUED,
         queued_at=None if original else now,
         finished_at=now if original else None,
     )
+    submission.describe_upload(upload)
     if original is not None:
         submission.image.name = original.image.name
+        for key, value in _latest_verdict_fields(original.verdict).items():
+            setattr(submission, key, value)
+        # The same bytes: the same provenance, and the same agreement with the same verdict.
+        submission.provenance, submission.provenance_c2pa = original.provenance, original.provenance_c2pa
+        submission.provenance_agreement = original.provenance_agreement
     else:
-        # Named by content, with the extension of the real format: never the uploader's path.
-        submission.image.save(f"{upload.sha256[:16]}{upload.extension}", File(file), save=False)
+        submission.provenance, submission.provenance_c2pa = _provenance_read(file)
+        # A random name with the extension of the real format: never the uploader's path, and nothing
+        # derived from the content, which would tell a team that another one stored the same bytes.
+        submission.image.save(f"{secrets.token_hex(16)}{upload.extension}", File(file), save=False)
     submission.save()
     audit_record(
         actor=user,
@@ -112,7 +127,7 @@ def _submission_store(
 
 
 def submission_create_batch(
-    *, team: Team, user: AbstractBaseUser, uploaded_files: Sequence[IO[bytes]], case: Case | None = None
+    *, team: Team, user: User, uploaded_files: Sequence[IO[bytes]], case: Case | None = None
 ) -> list[UploadOutcome]:
     """Validate and store each file; refused files get their reason and the others go through.
 
@@ -146,11 +161,30 @@ def submission_create_batch(
                 if o.submission is not None and o.submission.duplicate_of_id is None
             ]
         )
+        _duplicates_reattribute(outcomes)
     return outcomes
 
 
+def _duplicates_reattribute(outcomes: Sequence[UploadOutcome]) -> None:
+    """An image sent again after another head was activated is judged again by the active head: its earlier
+    upload is queued once more (its older verdict is kept), and the duplicate shows the new verdict."""
+    active = head_version_active()
+    if active is None:
+        return
+    stale = {
+        o.submission.duplicate_of.pk
+        for o in outcomes
+        if o.submission is not None
+        and o.submission.duplicate_of is not None
+        and o.submission.duplicate_of.status == Status.DONE
+        and o.submission.duplicate_of.verdict_head_version_id not in (None, active.pk)
+    }
+    if stale:
+        submissions_requeue(submission_ids=sorted(stale), reset_attempts=True)
+
+
 def submission_create(
-    *, team: Team, user: AbstractBaseUser, uploaded_file: IO[bytes], case: Case | None = None
+    *, team: Team, user: User, uploaded_file: IO[bytes], case: Case | None = None
 ) -> Submission:
     """One upload; raises UploadRejected with the reason when the file is refused."""
     (outcome,) = submission_create_batch(team=team, user=user, uploaded_files=[uploaded_file], case=case)
@@ -159,25 +193,11 @@ def submission_create(
     return outcome.submission
 
 
-def _send(submission_ids: list[int]) -> None:
-    from workers.celery import app
-
-    try:
-        with app.producer_or_acquire() as producer:
-            for submission_id in submission_ids:
-                app.send_task(ATTRIBUTE_TASK, args=[submission_id], producer=producer)
-    except Exception:
-        # The uploads are committed; the periodic sweep sends them again once the broker is back.
-        logger.exception("could not queue submissions %s; the sweep will re-queue them", submission_ids)
-
-
 def submissions_enqueue(*, submission_ids: Iterable[int]) -> None:
     """Send one message per id to the `attribution` queue once the current transaction commits
     (nothing is sent if it rolls back). Workers group the messages into forward passes of their
     own batch size (workers/batching.py), whichever upload they came from."""
-    ids = list(submission_ids)
-    if ids:
-        transaction.on_commit(partial(_send, ids))
+    tasks_send_on_commit(ATTRIBUTE_TASK, [[submission_id] for submission_id in submission_ids])
 
 
 def _requeue(
@@ -263,8 +283,14 @@ def _held(submission_ids: Sequence[int]) -> Iterator[list[Submission]]:
 
 
 def _open_stored(submission: Submission) -> Image.Image:
-    with default_storage.open(submission.image.name, "rb") as stored:
+    with default_storage.open(submission.image.name or "", "rb") as stored:
         return open_image(stored, max_pixels=settings.UPLOAD_MAX_PIXELS)
+
+
+def feature_cache_key(submission: Submission) -> str:
+    """The image's key in the feature cache, one per team: a cache shared by all teams would answer
+    faster for an image another team already sent, and so tell of it."""
+    return hashlib.sha256(f"team-{submission.team_id}:{submission.sha256}".encode()).hexdigest()
 
 
 def _attribute(
@@ -286,7 +312,7 @@ def _attribute(
             attributor.backbone,
             [partial(_open_stored, submission) for submission in submissions],
             blocks,
-            sha256s=[submission.sha256 for submission in submissions],
+            sha256s=[feature_cache_key(submission) for submission in submissions],
             cache=cache,
             batch_size=batch_size,
             loader_threads=loader_threads,
@@ -294,10 +320,10 @@ def _attribute(
         )
     except SoftTimeLimitExceeded:
         raise
-    except Exception as error:
+    except Exception:
         if len(submissions) == 1:
             logger.exception("attribution failed for image %s", submissions[0].sha256)
-            return [f"the model could not process this image ({type(error).__name__}: {error})"]
+            return ["the model could not process this image"]
         return [
             result
             for submission in submissions
@@ -306,9 +332,20 @@ def _attribute(
     readable = [row for row in range(len(submissions)) if row not in unreadable]
     attributions = iter(attributor.attribute_features(concat_blocks(features, blocks)[readable]))
     return [
-        f"the stored image could not be read: {unreadable[row]}" if row in unreadable else next(attributions)
+        _unreadable_reason(submissions[row], unreadable[row]) if row in unreadable else next(attributions)
         for row in range(len(submissions))
     ]
+
+
+def _unreadable_reason(submission: Submission, error: Exception) -> str:
+    """What the user reads when a stored image cannot be opened: what happened, in words, never a server
+    path or the filesystem's message (the log keeps those)."""
+    logger.warning("stored image of submission %s could not be read: %r", submission.pk, error)
+    if isinstance(error, ImageRejected):  # the upload checks' own words, written for the user
+        return f"the stored image could not be read: {error}"
+    if isinstance(error, FileNotFoundError):
+        return "the stored image is missing"
+    return "the stored image could not be read"
 
 
 def _verdicts_for_group(
@@ -335,29 +372,31 @@ def _verdicts_for_group(
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(submissions)
         now = timezone.now()
         with transaction.atomic():
+            judged = []
             for submission, result in zip(submissions, results, strict=True):
                 if isinstance(result, str):
                     failures[submission.pk] = result
                     continue
-                verdict, _ = Verdict.objects.get_or_create(
-                    submission=submission,
-                    head_version=head_version,
-                    defaults={
-                        "label": result.label,
-                        "decision": result.decision,
-                        "score": float(result.score),
-                        "threshold": float(result.threshold),
-                        "probabilities": {str(k): float(v) for k, v in result.probabilities.items()},
-                        "nearest_references": [
-                            {"sha256": n["sha256"], "label": n["label"], "similarity": float(n["similarity"])}
-                            for n in result.nearest
-                        ],
-                        "backbone": result.backbone,
-                        "pretrained": bool(result.pretrained),
-                        "elapsed_ms": elapsed_ms,
-                    },
+                judged.append(
+                    (
+                        submission,
+                        {
+                            "label": result.label,
+                            "decision": result.decision,
+                            "score": float(result.score),
+                            "threshold": float(result.threshold),
+                            "probabilities": {str(k): float(v) for k, v in result.probabilities.items()},
+                            "nearest_references": [
+                                {"sha256": n["sha256"], "label": n["label"], "similarity": float(n["similarity"])}
+                                for n in result.nearest
+                            ],
+                            "backbone": result.backbone,
+                            "pretrained": bool(result.pretrained),
+                            "elapsed_ms": elapsed_ms,
+                        },
+                    )
                 )
-                verdicts.append(verdict)
+            verdicts = verdicts_store(head_version=head_version, verdicts=judged)
             Submission.objects.filter(id__in=[v.submission_id for v in verdicts]).update(
                 status=Status.DONE, finished_at=now, error=""
             )
@@ -368,6 +407,138 @@ def _verdicts_for_group(
     if failures:
         logger.warning("submissions failed: %s", failures)
     return verdicts
+
+
+def verdict_store(
+    *, submission: Submission, head_version: HeadVersion, **fields: Any
+) -> tuple[Verdict, bool]:
+    """Store what `head_version` said about `submission` (`verdicts_store` for one). Returns the verdict
+    and whether it is new."""
+    existing = Verdict.objects.filter(submission=submission, head_version=head_version).first()
+    if existing is not None:
+        return existing, False
+    (verdict,) = verdicts_store(head_version=head_version, verdicts=[(submission, fields)])
+    return verdict, True
+
+
+def verdicts_store(
+    *, head_version: HeadVersion, verdicts: Sequence[tuple[Submission, dict[str, Any]]]
+) -> list[Verdict]:
+    """Store what `head_version` said about each submission, once (a submission it has already judged keeps
+    its first verdict), and make each new verdict the latest of its submission and of that submission's
+    duplicates, all in one transaction: the history's filters read those fields, never a stale copy.
+
+    Each item is a submission and the Verdict's fields: label, decision, score, threshold, probabilities,
+    nearest_references, backbone, pretrained, elapsed_ms. Returns the verdicts in the order given.
+    """
+    with transaction.atomic():
+        existing = {
+            verdict.submission_id: verdict
+            for verdict in Verdict.objects.filter(
+                head_version=head_version, submission_id__in=[submission.pk for submission, _ in verdicts]
+            )
+        }
+        new = [
+            Verdict(submission=submission, head_version=head_version, **fields)
+            for submission, fields in verdicts
+            if submission.pk not in existing
+        ]
+        Verdict.objects.bulk_create(new, batch_size=1000)
+        judged = [verdict.submission_id for verdict in new]
+        # One set-based UPDATE each (a lookup by the (submission, head version) index per row), not a
+        # CASE per row: the new verdict's fields onto its submission, then onto that submission's duplicates.
+        this_head = Verdict.objects.filter(submission_id=OuterRef("pk"), head_version=head_version)
+        for start in range(0, len(judged), 1000):
+            Submission.objects.filter(pk__in=judged[start : start + 1000]).update(
+                **{key: Subquery(this_head.values(column)[:1]) for key, column in _LATEST_VERDICT_COLUMNS.items()}
+            )
+        originals = Submission.objects.filter(pk=OuterRef("duplicate_of_id"))
+        for start in range(0, len(judged), 1000):
+            Submission.objects.filter(duplicate_of_id__in=judged[start : start + 1000]).update(
+                **{key: Subquery(originals.values(key)[:1]) for key in _LATEST_VERDICT_COLUMNS}
+            )
+        _provenance_agreements_store(new)
+        existing |= {verdict.submission_id: verdict for verdict in new}
+    return [existing[submission.pk] for submission, _ in verdicts]
+
+
+def _provenance_agreements_store(verdicts: Sequence[Verdict]) -> None:
+    """Record on each new verdict's submission, and on its duplicates (the same file), whether the file's
+    provenance agrees with that verdict: the history's provenance filter reads it."""
+    if not verdicts:
+        return
+    stored = dict(
+        Submission.objects.filter(pk__in=[v.submission_id for v in verdicts]).values_list("pk", "provenance")
+    )
+    aliases = generator_aliases()
+    by_kind: dict[str, list[int]] = {}
+    for verdict in verdicts:
+        agreement = provenance_agreement(
+            provenance=stored.get(verdict.submission_id) or {},
+            decision=verdict.decision,
+            label=verdict.label,
+            aliases=aliases,
+        )
+        by_kind.setdefault(agreement.agreement, []).append(verdict.submission_id)
+    for kind, ids in by_kind.items():
+        Submission.objects.filter(Q(pk__in=ids) | Q(duplicate_of_id__in=ids)).update(provenance_agreement=kind)
+
+
+@functools.lru_cache(maxsize=4)
+def _trust_anchors(path: str) -> str | None:
+    """The PEM bundle named by C2PA_TRUST_ANCHORS, read once per process; None when unset or unreadable
+    (every signer is then untrusted, and the log says why)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as bundle:
+            return bundle.read()
+    except (OSError, UnicodeDecodeError):
+        logger.exception("C2PA_TRUST_ANCHORS %r could not be read: no C2PA signer is trusted", path)
+        return None
+
+
+def _provenance_read(file: IO[bytes]) -> tuple[dict[str, Any], str]:
+    """What the uploaded file says about its origin, as stored on the submission ({"claims", "c2pa"}), and its
+    C2PA manifest's validation ("" without one). Bounded in size and time by the engine; a damaged or hostile
+    manifest is a finding in the result, and nothing here fails an upload. The file is rewound after."""
+    read = partial(read_provenance, max_file_bytes=settings.UPLOAD_MAX_BYTES, timeout_s=settings.PROVENANCE_TIMEOUT_S)
+    try:
+        try:
+            provenance = read(file, trust_anchors_pem=_trust_anchors(settings.C2PA_TRUST_ANCHORS))
+        except ValueError:
+            logger.exception("C2PA_TRUST_ANCHORS is not a usable PEM bundle: no C2PA signer is trusted")
+            provenance = read(file)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # the reader's own bug must not refuse an image the upload checks accepted
+        logger.exception("provenance could not be read")
+        provenance = Provenance()
+    finally:
+        file.seek(0)
+    stored = provenance.as_dict()
+    return {"claims": stored["claims"], "c2pa": stored["c2pa"]}, provenance.c2pa.validation if provenance.c2pa else ""
+
+
+# The submission's latest-verdict fields and the Verdict columns they copy.
+_LATEST_VERDICT_COLUMNS = {
+    "verdict_id": "id",
+    "verdict_decision": "decision",
+    "verdict_label": "label",
+    "verdict_score": "score",
+    "verdict_head_version_id": "head_version_id",
+}
+
+
+def _latest_verdict_fields(verdict: Verdict | None) -> dict[str, Any]:
+    """The fields of a submission that hold its latest verdict, as that verdict gives them."""
+    return {
+        "verdict_id": verdict.pk if verdict else None,
+        "verdict_decision": verdict.decision if verdict else "",
+        "verdict_label": verdict.label if verdict else "",
+        "verdict_score": verdict.score if verdict else None,
+        "verdict_head_version_id": verdict.head_version_id if verdict else None,
+    }
 
 
 def verdict_create_batch(
@@ -407,7 +578,68 @@ def verdict_create_batch(
             head_version=head_version,
             attributor=attributor,
             feature_cache=feature_cache,
-            batch_size=batch_size or settings.ATTRIBUTION_BATCH_SIZE,
+            batch_size=batch_size or settings.ATTRIBUTION_BATCH_SIZE or 32,
             loader_threads=loader_threads,
         )
     ]
+
+
+def submissions_reattribute(
+    *,
+    actor: AbstractBaseUser | AnonymousUser | None,
+    team: Team,
+    case: Case | None = None,
+    since: datetime | None = None,
+) -> int:
+    """Queue the team's submissions of `case`, or uploaded since `since`, for a verdict by the active head.
+
+    Submissions in flight, duplicates (their original carries the verdict) and those the active head has
+    already judged are left out. Returns how many were queued.
+    """
+    active = head_version_active()
+    if active is None:
+        raise ReattributionRefused("No head is active: activate a head version first.")
+    if case is None and since is None:
+        raise ReattributionRefused("Choose a case or a date to re-attribute from.")
+    if case is not None and case.team_id != team.pk:
+        raise ReattributionRefused("That case belongs to another team.")
+    submissions = (
+        Submission.objects.filter(team=team, duplicate_of__isnull=True)
+        .exclude(status__in=[Submission.Status.QUEUED, Submission.Status.PROCESSING])
+        .exclude(verdicts__head_version=active)
+    )
+    if case is not None:
+        submissions = submissions.filter(case=case)
+    if since is not None:
+        submissions = submissions.filter(created_at__gte=since)
+    with transaction.atomic():
+        # The submissions app's re-queue: status back to queued, sent in batches after commit.
+        ids = submissions_requeue(
+            submission_ids=submissions.values_list("pk", flat=True), reset_attempts=True
+        )
+        audit_record(
+            actor=actor,
+            action="reattribute",
+            team=team,
+            target=case,
+            detail={
+                "count": len(ids),
+                "head_version": active.version,
+                "since": since.isoformat() if since else None,
+            },
+        )
+    return len(ids)
+
+
+def head_version_activate_and_reattribute(
+    *, head_version: HeadVersion, actor: User, confirm_worse: bool
+) -> int:
+    """Activate `head_version` (with the confirmation page's check: RegistryError when it is worse than the
+    active head and `confirm_worse` is not given) and queue the submissions of every open case for it, as one
+    transaction. Returns how many were queued."""
+    with transaction.atomic():
+        head_version_activate_reviewed(head_version=head_version, actor=actor, confirm_worse=confirm_worse)
+        return sum(
+            submissions_reattribute(actor=actor, team=case.team, case=case)
+            for case in Case.objects.filter(status=Case.Status.OPEN).select_related("team")
+        )

@@ -8,6 +8,11 @@ urlpatterns = [
     path("", views.history, name="history"),
     path("upload/", views.upload, name="upload"),
     path("<int:pk>/", views.detail, name="detail"),
+    path("<int:pk>/thumbnail/", views.thumbnail, name="thumbnail"),
+    path("reattribute/", views.reattribute, name="reattribute"),
+    path("reattribute/changes/", views.verdict_changes_view, name="verdict_changes"),
+    path("reattribute/activate/<int:version>/", views.activate_and_reattribute, name="activate_and_reattribute"),
+    path("reattribute/progress/", views.reattribution_progress, name="reattribution_progress"),
 ]
 
 # Included under /api/v1/ without a namespace: the names say which app they belong to.
@@ -16,4 +21,6 @@ api_urlpatterns = [
     path("submissions/batch/", api.SubmissionBatchCreateApi.as_view(), name="api-submission-batch"),
     path("submissions/progress/", api.SubmissionProgressApi.as_view(), name="api-submission-progress"),
     path("submissions/<int:pk>/", api.SubmissionDetailApi.as_view(), name="api-submission-detail"),
+    path("reattributions/", api.ReattributeApi.as_view(), name="api-reattribute"),
+    path("verdict-changes/", api.VerdictChangesApi.as_view(), name="api-verdict-changes"),
 ]

@@ -3,30 +3,46 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
 from attribution.images import ALLOWED_FORMATS
 from webapp.audit.services import audit_record
 from webapp.cases.models import Case
-from webapp.cases.selectors import case_list
-from webapp.core.permissions import team_required
-from webapp.registry.models import Generator
-from webapp.submissions.forms import selector_kwargs, submission_filters
-from webapp.submissions.models import Verdict
+from webapp.cases.selectors import case_choices
+from webapp.common.pagination import CappedPaginator
+from webapp.common.permissions import reattributor_required, registry_admin_required, request_user, team_required
+from webapp.registry.forms import ActivationForm
+from webapp.registry.models import Generator, HeadVersion
+from webapp.registry.selectors import head_version_active
+from webapp.registry.services import RegistryError
+from webapp.submissions.forms import ReattributeForm, selector_kwargs, submission_filters, submission_order
 from webapp.submissions.selectors import (
+    DECISION_NAMES,
+    PROVENANCE_FILTER_CHOICES,
     generator_names,
+    open_cases_reattribution_progress,
     submission_get,
     submission_list,
+    submission_provenance,
+    verdict_changes,
     verdict_evidence,
     verdict_list,
     verdict_probabilities,
+    verdict_reading,
     verdict_sentence,
     verdicts_attach,
 )
+from webapp.submissions.services import (
+    ReattributionRefused,
+    head_version_activate_and_reattribute,
+    submissions_reattribute,
+)
+from webapp.submissions.thumbnails import submission_thumbnail
 from webapp.teams.models import Team
 
 HISTORY_PAGE_SIZE = 25
@@ -45,7 +61,7 @@ def upload(request: HttpRequest, team: Team) -> HttpResponse:
         request,
         "submissions/upload.html",
         {
-            "cases": case_list(team=team, status=Case.Status.OPEN),
+            "cases": case_choices(team=team, status=Case.Status.OPEN),
             "selected_case": request.GET.get("case", ""),
             "accept": ACCEPT,
             "formats": ", ".join(sorted(ALLOWED_FORMATS)),
@@ -56,18 +72,37 @@ def upload(request: HttpRequest, team: Team) -> HttpResponse:
     )
 
 
+# The history's sortable columns: (heading, sort key).
+SORTABLE_COLUMNS = {"uploaded": "Uploaded", "name": "File", "submitter": "By", "decision": "Verdict", "score": "Score"}
+
+
+def _sort_links(query: QueryDict, current: str) -> dict[str, dict[str, str]]:
+    """Each sortable column's link (the other direction when it is the current sort) and aria-sort."""
+    links = {}
+    for key in SORTABLE_COLUMNS:
+        ascending = current == key
+        descending = current == f"-{key}" or (key == "uploaded" and current == "")
+        params = query.copy()
+        params.pop("page", None)
+        params["sort"] = key if descending else f"-{key}"
+        links[key] = {
+            "url": "?" + params.urlencode(),
+            "aria": "ascending" if ascending else "descending" if descending else "none",
+        }
+    return links
+
+
 @require_GET
 @team_required
 def history(request: HttpRequest, team: Team) -> HttpResponse:
     filters = submission_filters(request.GET)
     valid = filters.is_valid()
-    submissions = submission_list(team=team, **selector_kwargs(filters.validated_data if valid else {}))
-    page = Paginator(submissions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    names = generator_names()
+    order = submission_order(request.GET)
+    submissions = submission_list(
+        team=team, order=order, **selector_kwargs(filters.validated_data if valid else {})
+    )
+    page = CappedPaginator(submissions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = verdicts_attach(page.object_list)
-    for row in rows:
-        verdict = row.current_verdict
-        row.summary = verdict_sentence(verdict=verdict, names=names) if verdict else ""
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -77,11 +112,15 @@ def history(request: HttpRequest, team: Team) -> HttpResponse:
             "page": page,
             "rows": rows,
             "filters": request.GET,
+            "filtered": any(request.GET.get(key, "").strip() for key in request.GET if key not in ("page", "sort")),
             "filter_errors": {} if valid else filters.errors,
             "query": query.urlencode(),
-            "cases": case_list(team=team),
+            "sort": _sort_links(request.GET, order),
+            "cases": case_choices(team=team),
+            "open_cases": case_choices(team=team, status=Case.Status.OPEN),
             "generators": Generator.objects.order_by("name"),
-            "decisions": Verdict.Decision.choices,
+            "decisions": list(DECISION_NAMES.items()),
+            "provenance_filters": PROVENANCE_FILTER_CHOICES,
             "members": get_user_model().objects.filter(membership__team=team).order_by("username"),
         },
     )
@@ -103,10 +142,89 @@ def detail(request: HttpRequest, team: Team, pk: int) -> HttpResponse:
         {
             "submission": submission,
             "verdict": verdict,
-            "summary": verdict_sentence(verdict=verdict, names=names) if verdict else "",
+            "reading": verdict_reading(verdict=verdict, names=names) if verdict else None,
+            "active_head": head_version_active(),
             "probabilities": verdict_probabilities(verdict=verdict, names=names) if verdict else [],
             "evidence": verdict_evidence(verdict=verdict, names=names) if verdict else [],
             "earlier_verdicts": [(v, verdict_sentence(verdict=v, names=names)) for v in verdicts[1:]],
             "tags": sorted((submission.metadata.get("tags") or {}).items()),
+            "provenance": submission_provenance(submission=submission),
+            "open_cases": case_choices(team=team, status=Case.Status.OPEN),
         },
     )
+
+
+@require_GET
+@team_required
+def thumbnail(request: HttpRequest, team: Team, pk: int) -> HttpResponse:
+    """A small JPEG of one of the team's submissions (the history's thumbnails)."""
+    submission = submission_get(team=team, submission_id=pk)
+    data = submission_thumbnail(submission=submission) if submission is not None else None
+    if data is None:
+        raise Http404("No such image")
+    response = HttpResponse(data, content_type="image/jpeg")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+# --- re-attribution with the active head --------------------------------------------------------------
+
+
+@reattributor_required
+def reattribute(request: HttpRequest, team: Team) -> HttpResponse:
+    form = ReattributeForm(request.POST or None, team=team)
+    if request.method == "POST" and form.is_valid():
+        case, since = form.cleaned_data.get("case"), form.since_datetime
+        try:
+            queued = submissions_reattribute(actor=request.user, team=team, case=case, since=since)
+        except ReattributionRefused as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"{queued} submissions queued for the active head.")
+            query = f"?case={case.pk}" if case else f"?since={form.cleaned_data['since']:%Y-%m-%d}"
+            return redirect(reverse("submissions:verdict_changes") + query)
+    return render(
+        request,
+        "submissions/reattribute.html",
+        {"form": form, "active": head_version_active()},
+    )
+
+
+@require_GET
+@team_required
+def verdict_changes_view(request: HttpRequest, team: Team) -> HttpResponse:
+    form = ReattributeForm(request.GET or None, team=team)
+    case = since = None
+    if form.is_bound and form.is_valid():
+        case, since = form.cleaned_data.get("case"), form.since_datetime
+    changes = verdict_changes(team=team, case=case, since=since)
+    return render(request, "submissions/verdict_changes.html", {"form": form, "changes": changes})
+
+
+# --- activating a head and re-attributing the open cases, as one action ---------------------------------
+
+
+@registry_admin_required
+@require_POST
+def activate_and_reattribute(request: HttpRequest, version: int) -> HttpResponse:
+    """The activation page's second button: activate the head and queue every open case for it."""
+    head = get_object_or_404(HeadVersion, version=version)
+    form = ActivationForm(request.POST)
+    confirm_worse = form.is_valid() and form.cleaned_data["confirm_worse"]
+    try:
+        queued = head_version_activate_and_reattribute(
+            head_version=head, actor=request_user(request), confirm_worse=confirm_worse
+        )
+    except RegistryError as error:
+        messages.error(request, str(error))
+        return redirect("registry:head_activate", version=version)
+    messages.success(request, f"Head v{head.version} is active; {queued} images of the open cases queued for it.")
+    return redirect("submissions:reattribution_progress")
+
+
+@registry_admin_required
+@require_GET
+def reattribution_progress(request: HttpRequest) -> HttpResponse:
+    progress = open_cases_reattribution_progress()
+    return render(request, "submissions/reattribution_progress.html", {"progress": progress})

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from webapp.registry.services import reference_features_compute, training_job_run
+from webapp.registry.services.references import reference_features_compute
+from webapp.registry.services.training import training_job_run, training_jobs_sweep
+from workers import test_gate
 from workers.runtime import get_backbone, get_feature_cache
 
-__all__ = ["compute_reference_features", "train_head"]
+__all__ = ["compute_reference_features", "sweep_training_jobs", "train_head"]
 
 
 @shared_task(name="workers.tasks.train_head")
 def train_head(job_id: int) -> str:
     """Run one training job; the job records its own failure, so the task never retries."""
+    test_gate.hold("training", [job_id])
     job = training_job_run(job_id=job_id, backbone=get_backbone(), cache=get_feature_cache())
     return str(job.status)
 
@@ -28,3 +31,9 @@ def compute_reference_features(reference_ids: list[int]) -> int:
     return reference_features_compute(
         reference_ids=reference_ids, backbone=get_backbone(), cache=get_feature_cache()
     )
+
+
+@shared_task(name="workers.tasks.sweep_training_jobs")
+def sweep_training_jobs() -> dict[str, list[int]]:
+    """Periodic (beat): send queued jobs again, fail those whose worker died."""
+    return training_jobs_sweep()
