@@ -6,7 +6,7 @@ Inference only: nothing here imports the training code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ from PIL import Image
 from attribution.artifact import HeadArtifact, HeadMismatchError
 from attribution.backbone import Backbone
 from attribution.features import concat_blocks
-from attribution.openset import nearest_neighbours
+from attribution.openset import l2_join, l2_normalize, nearest_neighbours
 
 DECISIONS = ("real", "known_generator", "unknown_generator")
 
@@ -24,7 +24,10 @@ DECISIONS = ("real", "known_generator", "unknown_generator")
 class Attribution:
     """The verdict on one image. `decision` is "unknown_generator" when `score < threshold`, else "real"
     or "known_generator" by `label`; `nearest` holds the most similar reference images, most similar
-    first, as {"sha256", "label", "similarity"}."""
+    first, as {"sha256", "label", "similarity"}. `features [D]` (float32, unit L2 norm) place the image in
+    the backbone's feature space for its blocks: each block's CLS features L2-normalised, joined in the
+    head's block order, the join L2-normalised again, whatever the head's own join; what the unknown pile is
+    clustered on (`attribution.clustering`). Not part of `to_dict`."""
 
     label: str
     decision: str
@@ -34,10 +37,14 @@ class Attribution:
     nearest: list[dict[str, Any]]
     backbone: str
     pretrained: bool
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values."""
-        return asdict(self)
+        """Plain JSON-ready values (the features left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "features"} | {
+            "probabilities": dict(self.probabilities),
+            "nearest": [dict(n) for n in self.nearest],
+        }
 
 
 class Attributor:
@@ -70,9 +77,11 @@ class Attributor:
         """Attribute N images from their concatenated block features `[N, D]` (`concat_blocks` over
         `self.blocks`; the head joins them its own way, `HeadArtifact.prepare`)."""
         head = self.head
-        features = head.prepare(np.asarray(features, dtype=np.float64))
-        if len(features) == 0:
+        raw = np.asarray(features, dtype=np.float64)
+        if len(raw) == 0:
             return []
+        unit = l2_normalize(l2_join(raw, len(self.blocks)))
+        features = head.prepare(raw)
         probabilities = head.estimator.predict_proba(features)
         if len(head.reference_features):
             similarities, indices = nearest_neighbours(
@@ -110,6 +119,7 @@ class Attributor:
                     nearest=nearest,
                     backbone=self.backbone.identity,
                     pretrained=self.backbone.pretrained,
+                    features=unit[row],
                 )
             )
         return results

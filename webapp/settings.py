@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "webapp.registry",
     "webapp.audit",
     "webapp.reports",
+    "webapp.feedback",
 ]
 
 MIDDLEWARE = [
@@ -266,6 +267,9 @@ HEAD_AUTO_ACTIVATE = envbool("HEAD_AUTO_ACTIVATE", False)
 HEAD_AUTO_ACTIVATE_TOLERANCE = envfloat("HEAD_AUTO_ACTIVATE_TOLERANCE", 0.02)
 # Reference images each active generator (real included) needs before a training job may start.
 TRAINING_MIN_REFERENCES = envint("TRAINING_MIN_REFERENCES", 10)
+# The share of known images (held out at training) the unknown-rejection threshold accepts: lower rejects
+# more of what the head was not trained on, at the price of rejecting more known images too.
+TRAINING_THRESHOLD_TPR = envfloat("TRAINING_THRESHOLD_TPR", 0.95)
 
 # Celery. Without REDIS_URL the broker is kombu's filesystem transport under ./var/broker.
 BROKER_DIR = VAR_DIR / "broker"
@@ -314,6 +318,8 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.registry_import": {"queue": "training"},
     "workers.tasks.sweep_import_jobs": {"queue": "training"},
     "workers.tasks.sweep_stale_submissions": {"queue": "attribution"},
+    "workers.tasks.fill_field_predictions": {"queue": "training"},
+    "workers.tasks.refresh_unknown_clusters": {"queue": "training"},
 }
 # Queued or processing for longer than this (above the hard time limit), a submission is queued again
 # by the periodic sweep: a message lost with a broker restart, or a batch whose worker died.
@@ -324,6 +330,17 @@ SUBMISSION_SWEEP_INTERVAL_S = envint("SUBMISSION_SWEEP_INTERVAL_S", 60)
 # A training job still queued after this long (its message was lost, or the broker was down when it was
 # asked for) is sent again by the sweep below.
 TRAINING_RESEND_AFTER_S = envint("TRAINING_RESEND_AFTER_S", 120)
+# How often the candidate and the active head get field predictions for newly confirmed images that they
+# never judged (webapp.feedback: a head's field accuracy).
+FIELD_PREDICTIONS_INTERVAL_S = envint("FIELD_PREDICTIONS_INTERVAL_S", 900)
+# The unknown pile's clustering (webapp.feedback, attribution/clustering.py): the newest MAX_ITEMS images
+# rejected as unknown by the active head's feature space, grouped by average linkage on cosine distance (a
+# cluster's members lie within DISTANCE of each other on average), groups under MIN_SIZE left out, re-clustered
+# every INTERVAL_S seconds.
+UNKNOWN_CLUSTER_MIN_SIZE = envint("UNKNOWN_CLUSTER_MIN_SIZE", 5)
+UNKNOWN_CLUSTER_DISTANCE = envfloat("UNKNOWN_CLUSTER_DISTANCE", 0.1)
+UNKNOWN_CLUSTER_MAX_ITEMS = envint("UNKNOWN_CLUSTER_MAX_ITEMS", 2000)
+UNKNOWN_CLUSTER_INTERVAL_S = envint("UNKNOWN_CLUSTER_INTERVAL_S", 3600)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-submissions": {
         "task": "workers.tasks.sweep_stale_submissions",
@@ -336,6 +353,14 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-import-jobs": {
         "task": "workers.tasks.sweep_import_jobs",
         "schedule": float(SUBMISSION_SWEEP_INTERVAL_S),
+    },
+    "fill-field-predictions": {
+        "task": "workers.tasks.fill_field_predictions",
+        "schedule": float(FIELD_PREDICTIONS_INTERVAL_S),
+    },
+    "refresh-unknown-clusters": {
+        "task": "workers.tasks.refresh_unknown_clusters",
+        "schedule": float(UNKNOWN_CLUSTER_INTERVAL_S),
     },
 }
 

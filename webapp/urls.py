@@ -6,6 +6,7 @@ from webapp.accounts import views as accounts_views
 from webapp.audit import urls as audit_urls
 from webapp.cases import urls as cases_urls
 from webapp.core import urls as core_urls
+from webapp.feedback import urls as feedback_urls
 from webapp.registry import urls as registry_urls
 from webapp.reports import urls as reports_urls
 from webapp.submissions import urls as submissions_urls
@@ -16,6 +17,7 @@ api_v1 = [
     *registry_urls.api_urlpatterns,
     *core_urls.api_urlpatterns,
     *reports_urls.api_urlpatterns,
+    *feedback_urls.api_urlpatterns,
 ]
 
 urlpatterns = [
@@ -27,7 +29,10 @@ urlpatterns = [
     # namespace: the apps are layered (docs/architecture.md), the URLs are not.
     path("cases/", include((cases_urls.urlpatterns + reports_urls.case_urlpatterns, "cases"))),
     path("submissions/", include(submissions_urls)),
-    path("registry/", include(registry_urls)),
+    # The registry's pages, and those of head versions that show field accuracy (webapp.feedback), in one
+    # namespace, as for the cases above.
+    path("registry/", include((registry_urls.urlpatterns + feedback_urls.registry_urlpatterns, "registry"))),
+    path("feedback/", include(feedback_urls)),
     path("audit/", include(audit_urls)),
     path("reports/", include(reports_urls)),
     path("api/v1/", include(api_v1)),

@@ -66,3 +66,11 @@ def test_the_sweep_task_requeues_stale_submissions(
     statuses = dict(Submission.objects.filter(pk__in=[lost.pk, dead.pk, recent.pk]).values_list("pk", "status"))
     assert statuses == {lost.pk: Status.QUEUED, dead.pk: Status.QUEUED, recent.pk: Status.PROCESSING}
     assert Submission.objects.get(pk=dead.pk).queued_at > long_ago
+
+
+def test_the_unknown_pile_is_reclustered_on_the_training_queue_at_its_interval() -> None:
+    (entry,) = [
+        e for e in beat_entries().values() if e.task == "workers.tasks.refresh_unknown_clusters"  # type: ignore[attr-defined]
+    ]
+    assert entry.schedule.run_every.total_seconds() == settings.UNKNOWN_CLUSTER_INTERVAL_S  # type: ignore[attr-defined]
+    assert app.amqp.router.route({}, entry.task)["queue"].name == "training"  # type: ignore[attr-defined]

@@ -43,6 +43,16 @@ def user_may_reattribute(*, user: AbstractBaseUser | AnonymousUser) -> bool:
     )
 
 
+CONFIRM_MESSAGE = "Only members of the image's team may confirm or dispute its verdict."
+
+
+def user_may_confirm(*, user: AbstractBaseUser | AnonymousUser, team: Team) -> bool:
+    """Any member of a submission's team (admin or not) may confirm or dispute its verdict, and clear that;
+    nobody outside the team, site staff included."""
+    member_of = team_for_user(user=user)
+    return member_of is not None and member_of.pk == team.pk
+
+
 class RegistryAdmin(BasePermission):
     message = REGISTRY_ADMIN_MESSAGE
 
@@ -59,6 +69,24 @@ class RegistryReadAdminWrite(BasePermission):
             return user_may_read_registry(user=request.user)
         self.message = REGISTRY_ADMIN_MESSAGE
         return user_is_registry_admin(user=request.user)
+
+
+PROMOTE_MESSAGE = (
+    "Only registry admins who belong to a team may add its confirmed submissions to the references."
+)
+
+
+def user_may_promote_references(*, user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Copying a team's confirmed submissions into the registry's references takes a registry admin of that
+    team: site staff in no team never see team data, and a team member may not change the registry."""
+    return user_is_registry_admin(user=user) and team_for_user(user=user) is not None
+
+
+class ReferencePromoter(BasePermission):
+    message = PROMOTE_MESSAGE
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return user_may_promote_references(user=request.user)
 
 
 class Reattributor(BasePermission):
@@ -148,3 +176,26 @@ def reattributor_required(view: ViewFunc) -> ViewFunc:
         return view(request, *args, team=request_team(request), **kwargs)
 
     return wrapper
+
+
+def reference_promoter_required(view: ViewFunc) -> ViewFunc:
+    """A registry admin in a team; the view gets `team` as a keyword argument."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not user_may_promote_references(user=request.user):
+            raise PermissionDenied(PROMOTE_MESSAGE)
+        return view(request, *args, team=request_team(request), **kwargs)
+
+    return wrapper
+
+
+class SiteStaff(BasePermission):
+    """Site staff (the API side of `staff_required`): the unknown pile's clusters, which hold every team's
+    images, are theirs to review."""
+
+    message = STAFF_MESSAGE
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)

@@ -35,6 +35,8 @@ _SECTIONS = {
     ("registry", "*"): "registry",
     ("", "workers"): "workers",
     ("audit", "*"): "audit",
+    ("feedback", "unknown_clusters"): "unknown",
+    ("feedback", "unknown_cluster"): "unknown",
     ("", "account-tokens"): "tokens",
 }
 

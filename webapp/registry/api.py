@@ -156,7 +156,7 @@ class ReferenceImageListApi(generics.ListCreateAPIView):
         return get_object_or_404(Generator, slug=self.kwargs["slug"])
 
     def get_queryset(self) -> QuerySet[ReferenceImage]:
-        return selectors.reference_image_list(generator=self.generator())
+        return selectors.reference_image_list(generator=self.generator(), user=self.request.user)
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return ReferenceUploadSerializer if self.request.method == "POST" else ReferenceImageSerializer

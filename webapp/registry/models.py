@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from webapp.common.models import StoredImage
+from webapp.teams.models import Team
 
 
 class Generator(models.Model):
@@ -46,6 +47,10 @@ class ReferenceImage(StoredImage):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The team whose submission the image came from (promoted from a confirmed submission or an unknown
+    # cluster), None for images a registry admin uploaded: only that team and registry admins see the file
+    # (`reference_image_list`, `media_file_visible`); every head still trains on it.
+    source_team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Q, QuerySet
 
 from webapp.registry.charts import block_chart
 from webapp.registry.models import Generator, HeadVersion, ReferenceImage, TrainingJob
+from webapp.teams.selectors import team_for_user, user_is_registry_admin
 
 
 def generator_list(*, active_only: bool = False) -> QuerySet[Generator]:
@@ -24,8 +26,19 @@ def generator_aliases() -> dict[str, list[str]]:
     return {slug: [name, *(alias for alias in aliases or [] if isinstance(alias, str))] for slug, name, aliases in rows}
 
 
-def reference_image_list(*, generator: Generator) -> QuerySet[ReferenceImage]:
-    return generator.references.order_by("-created_at", "-id")
+def reference_image_list(*, generator: Generator, user: AbstractBaseUser | AnonymousUser) -> QuerySet[ReferenceImage]:
+    """The generator's references that `user` may see: all of them for a registry admin; for a team member,
+    those uploaded to the registry and those that came from their own team's submissions (another team's
+    images stay that team's)."""
+    return references_visible(generator.references.all(), user=user).order_by("-created_at", "-id")
+
+
+def references_visible(
+    references: QuerySet[ReferenceImage], *, user: AbstractBaseUser | AnonymousUser
+) -> QuerySet[ReferenceImage]:
+    if user_is_registry_admin(user=user):
+        return references
+    return references.filter(Q(source_team__isnull=True) | Q(source_team=team_for_user(user=user)))
 
 
 def reference_images_for_training() -> list[ReferenceImage]:
@@ -106,9 +119,7 @@ SHOWN_METRICS = (
 )
 
 
-def head_version_metric_rows(
-    *, active: HeadVersion | None, candidate: HeadVersion | None
-) -> list[dict[str, Any]]:
+def head_version_metric_rows(*, active: HeadVersion | None, candidate: HeadVersion | None) -> list[dict[str, Any]]:
     """The shown metrics of the active head and a candidate side by side, with the difference."""
     rows = []
     for key, label in SHOWN_METRICS:

@@ -4,6 +4,8 @@ from webapp.registry import api, views
 
 app_name = "registry"
 
+# The head version pages (heads, head_detail, head_activate) are webapp.feedback's `registry_urlpatterns`,
+# served in this namespace by webapp/urls.py.
 urlpatterns = [
     path("", views.generators, name="generators"),
     path("generators/new/", views.generator_create, name="generator_create"),
@@ -12,10 +14,7 @@ urlpatterns = [
     path("generators/<slug:slug>/delete/", views.generator_delete, name="generator_delete"),
     path("generators/<slug:slug>/references/", views.reference_upload, name="reference_upload"),
     path("references/<int:pk>/delete/", views.reference_delete, name="reference_delete"),
-    path("heads/", views.heads, name="heads"),
     path("heads/train/", views.train, name="train"),
-    path("heads/<int:version>/", views.head_detail, name="head_detail"),
-    path("heads/<int:version>/activate/", views.head_activate, name="head_activate"),
     path("training-jobs/<int:pk>/", views.training_job, name="training_job"),
     path("training-jobs/<int:pk>/cancel/", views.training_job_cancel, name="training_job_cancel"),
 ]

@@ -32,9 +32,11 @@ from webapp.submissions.models import Submission, Verdict
 from webapp.submissions.selectors import (
     DECISION_NAMES,
     ClassProbability,
+    ConfirmationReading,
     Evidence,
     VerdictReading,
     generator_names,
+    submission_confirmation,
     submission_list,
     submission_provenance,
     verdict_evidence,
@@ -108,6 +110,7 @@ def submission_export_rows(*, submissions: Iterable[Submission]) -> list[dict[st
         verdict: Verdict | None = s.current_verdict
         reading = s.reading
         provenance = submission_provenance(submission=s, aliases=aliases)
+        confirmation = submission_confirmation(submission=s, names=names)
         rows.append(
             {
                 "id": s.pk,
@@ -142,6 +145,14 @@ def submission_export_rows(*, submissions: Iterable[Submission]) -> list[dict[st
                 "provenance_reason": provenance["reason"],
                 "c2pa_validation": provenance["c2pa"]["validation"] if provenance["c2pa"] else "",
                 "provenance_claims": provenance["claims"],
+                # What an analyst of the team said of the verdict (empty: nobody has reviewed it).
+                "confirmation": confirmation.status if confirmation else "",
+                "confirmation_label": confirmation.label if confirmation else "",
+                "confirmation_generator": (confirmation.generator or "") if confirmation else "",
+                "confirmed_by": confirmation.confirmed_by if confirmation else "",
+                "confirmed_at": confirmation.confirmed_at.isoformat() if confirmation else "",
+                "confirmation_note": confirmation.note if confirmation else "",
+                "confirmation_head_version": confirmation.verdict_head_version if confirmation else None,
             }
         )
     return rows
@@ -176,6 +187,7 @@ class SubmissionEntry:
     other_probability: float = 0.0
     references: list[ReferenceThumbnail] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)  # `submission_provenance`'s object
+    confirmation: ConfirmationReading | None = None  # what an analyst of the team said of the verdict
 
     @property
     def verdict(self) -> Verdict | None:
@@ -256,6 +268,7 @@ def case_report_context(
     for number, submission in enumerate(submissions, start=1):
         entry = SubmissionEntry(number, submission, thumbnail(submission.image.name or "", SUBMISSION_THUMBNAIL_PX))
         entry.provenance = submission_provenance(submission=submission, aliases=aliases)
+        entry.confirmation = submission_confirmation(submission=submission, names=names)
         if (verdict := entry.verdict) is not None:
             entry.reading = verdict_reading(verdict=verdict, names=names)
             entry.decision_words = entry.reading.sentence

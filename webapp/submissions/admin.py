@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.models import Confirmation, Submission, Verdict
 from webapp.submissions.services import submissions_requeue
 
 
@@ -25,13 +25,27 @@ class VerdictInline(admin.TabularInline):
     readonly_fields = fields  # type: ignore[assignment]
 
 
+class ConfirmationInline(admin.StackedInline):
+    """What an analyst said of the verdict: read only here (the verdict page and the API record it, with the
+    audit event and the submission's `confirmation_status`)."""
+
+    model = Confirmation
+    extra = 0
+    can_delete = False
+    fields = ["status", "label", "generator", "note", "verdict", "confirmed_by", "created_at", "updated_at"]
+    readonly_fields = fields  # type: ignore[assignment]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(Submission)
 class SubmissionAdmin(admin.ModelAdmin):
     list_display = ["id", "original_name", "team", "case", "status", "attempts", "submitted_by", "created_at"]
     list_filter = ["status", "team", "image_format"]
     search_fields = ["original_name", "sha256"]
     readonly_fields = [f.name for f in Submission._meta.fields]
-    inlines = [VerdictInline]
+    inlines = [VerdictInline, ConfirmationInline]
     actions = ["requeue"]
 
     @admin.action(description="Queue the selected submissions again (attempts reset)")

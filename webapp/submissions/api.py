@@ -1,4 +1,5 @@
-"""REST API of submissions: upload (one or many), read with the verdict, list with filters, progress."""
+"""REST API of submissions: upload (one or many), read with the verdict, list with filters, progress, and the
+analyst's confirmation of a verdict."""
 
 from __future__ import annotations
 
@@ -28,17 +29,21 @@ from webapp.common.permissions import Reattributor, TeamMember, request_team, re
 from webapp.common.schema import error_responses
 from webapp.common.uploads import UploadRejected
 from webapp.submissions.forms import (
+    ConfirmationInput,
     ReattributionScopeSerializer,
     SubmissionFilterSerializer,
     selector_kwargs,
     submission_filters,
 )
-from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.models import Confirmation, Submission, Verdict
 from webapp.submissions.selectors import (
     MAX_ID,
+    ConfirmationReading,
     VerdictChange,
     VerdictReading,
+    confirmation_reading,
     generator_names,
+    submission_confirmation,
     submission_get,
     submission_list,
     submission_progress,
@@ -49,7 +54,10 @@ from webapp.submissions.selectors import (
     verdicts_attach,
 )
 from webapp.submissions.services import (
+    ConfirmationRefused,
     ReattributionRefused,
+    submission_confirm,
+    submission_confirmation_clear,
     submission_create,
     submission_create_batch,
     submissions_reattribute,
@@ -103,6 +111,27 @@ class VerdictOutput(serializers.Serializer):
         return self._reading(verdict).band
 
 
+class ConfirmationOutput(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=Confirmation.Status.choices, help_text="confirmed: the verdict is right; disputed: it is wrong"
+    )
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text="What the analyst says the image is: a registered class's slug (or real), another generator in "
+        "words, or empty (confirmed: an unregistered source, as the unrecognised verdict says; disputed: not said)"
+    )
+    generator = serializers.CharField(
+        allow_null=True, help_text="The registered generator the label names (slug); null for words or no label"
+    )
+    note = serializers.CharField()
+    confirmed_by = serializers.CharField(help_text="Username of the analyst (empty if since deleted)")
+    confirmed_at = serializers.DateTimeField(help_text="When the analyst last said it")
+    verdict_head_version = serializers.IntegerField(
+        allow_null=True,
+        help_text="The head version of the verdict the analyst judged: older than the latest verdict's when the "
+        "image was judged again since",
+    )
+
+
 class SubmissionOutput(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Submission.Status.choices, source="current_status")
@@ -124,6 +153,23 @@ class SubmissionOutput(serializers.Serializer):
     verdict = VerdictOutput(
         source="current_verdict", allow_null=True, help_text="Null until the status is done"
     )
+    confirmation = serializers.SerializerMethodField(
+        help_text="What an analyst of the team says of the verdict; null until someone confirms or disputes it"
+    )
+
+    @extend_schema_field(ConfirmationOutput(allow_null=True))
+    def get_confirmation(self, submission: Submission) -> dict[str, Any] | None:
+        if getattr(submission, "current_confirmation", None) is None:
+            return None
+        context = cast(dict[str, Any], self.context)  # the serializer's own context dict, shared by its rows
+        if "generator_names" not in context:
+            context["generator_names"] = generator_names()
+        reading = submission_confirmation(submission=submission, names=context["generator_names"])
+        return _confirmation_data(reading) if reading is not None else None
+
+
+def _confirmation_data(reading: ConfirmationReading) -> dict[str, Any]:
+    return dict(ConfirmationOutput(reading.as_dict()).data)
 
 
 class ProvenanceClaimOutput(serializers.Serializer):
@@ -340,6 +386,57 @@ class SubmissionDetailApi(APIView):
         if submission is None:
             raise NotFound("no such submission")
         return Response(SubmissionDetailOutput(submission).data)
+
+
+class SubmissionConfirmationApi(APIView):
+    """`POST {"status": "confirmed" | "disputed", "label", "note"}`: what a member of the team says of the
+    submission's latest verdict (replacing what was said before); `DELETE` withdraws it."""
+
+    permission_classes = [IsAuthenticated, TeamMember]
+
+    def _submission(self, request: Request, pk: int) -> Submission:
+        submission = submission_get(team=request_team(request), submission_id=pk)
+        if submission is None:
+            raise NotFound("no such submission")
+        return submission
+
+    @extend_schema(
+        operation_id="submissions_confirmation_create",
+        request=ConfirmationInput,
+        responses={200: ConfirmationOutput, 201: ConfirmationOutput, **error_responses(400, 404)},
+        summary="Confirm or dispute the submission's latest verdict (201 the first time, 200 when it replaces "
+        "an earlier word); 400 when it has no verdict yet or the label contradicts the status",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        submission = self._submission(request, pk)
+        data = ConfirmationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            confirmation, created = submission_confirm(
+                submission=submission,
+                actor=request_user(request),
+                status=data.validated_data["status"],
+                label=data.validated_data.get("label", ""),
+                note=data.validated_data.get("note", ""),
+            )
+        except ConfirmationRefused as refused:
+            raise ValidationError({refused.field: [str(refused)]}) from None
+        reading = confirmation_reading(confirmation=confirmation, latest_verdict_id=submission.verdict_id)
+        return Response(_confirmation_data(reading), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="submissions_confirmation_destroy",
+        request=None,
+        responses={204: None, **error_responses(404)},
+        summary="Withdraw the confirmation or dispute of the submission's verdict (204 also when there was none)",
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        submission = self._submission(request, pk)
+        try:
+            submission_confirmation_clear(submission=submission, actor=request_user(request))
+        except ConfirmationRefused as refused:
+            raise ValidationError({refused.field: [str(refused)]}) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ProgressInput(serializers.Serializer):

@@ -12,8 +12,13 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from webapp.cases.models import Case
-from webapp.submissions.models import Submission, Verdict
-from webapp.submissions.selectors import MAX_ID, PROVENANCE_FILTER_CHOICES, SUBMISSION_ORDERS
+from webapp.submissions.models import Confirmation, Submission, Verdict
+from webapp.submissions.selectors import (
+    CONFIRMATION_FILTER_CHOICES,
+    MAX_ID,
+    PROVENANCE_FILTER_CHOICES,
+    SUBMISSION_ORDERS,
+)
 from webapp.teams.models import Team
 
 
@@ -45,7 +50,12 @@ class SubmissionFilterSerializer(serializers.Serializer):
             "manifest whose signature checks (trusted or not); has_c2pa: any C2PA manifest, valid or not"
         ),
     )
-
+    confirmation = serializers.ChoiceField(
+        choices=CONFIRMATION_FILTER_CHOICES,
+        required=False,
+        allow_blank=True,
+        help_text="unreviewed: no analyst has confirmed or disputed the verdict; confirmed / disputed: an analyst has",
+    )
     q = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -98,3 +108,69 @@ class ReattributeForm(forms.Form):
 class ReattributionScopeSerializer(serializers.Serializer):
     case = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     since = serializers.DateTimeField(required=False)
+
+
+# --- the analyst's confirmation of a verdict ----------------------------------------------------------------
+
+# The verdict page's label choice that says "a generator not in the list", named in the text box beside it.
+OTHER_LABEL = "__other__"
+MAX_CONFIRM_SELECTION = 500
+
+
+class ConfirmationInput(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=Confirmation.Status.choices,
+        help_text="confirmed: the verdict is right; disputed: it is wrong",
+    )
+    label = serializers.CharField(  # type: ignore[assignment]
+        required=False,
+        allow_blank=True,
+        max_length=1000,  # the service says what is too long, in its own words
+        trim_whitespace=False,
+        help_text="What the image is: a registered generator's slug (any case) or name, real, or another generator "
+        "named in words (at most 100 characters). Confirmed without a label: the verdict's own (an unrecognised "
+        "image: an unregistered source); disputed without one: the analyst does not say.",
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=10_000, trim_whitespace=False)
+
+
+class ConfirmationForm(forms.Form):
+    """The verdict page's confirmation card: a status, a registered class or another generator named in words,
+    and a note; `action` "clear" withdraws the confirmation instead."""
+
+    action = forms.ChoiceField(choices=[("save", "save"), ("clear", "clear")], required=False)
+    status = forms.ChoiceField(choices=Confirmation.Status.choices, required=False)
+    label = forms.CharField(required=False, max_length=1000, strip=False)
+    label_other = forms.CharField(required=False, max_length=1000, strip=False)
+    note = forms.CharField(required=False, max_length=10_000, strip=False)
+
+    @property
+    def clearing(self) -> bool:
+        return self.cleaned_data.get("action") == "clear"
+
+    @property
+    def chosen_label(self) -> str:
+        """The label the analyst chose: a registered class from the list, or the words typed for "other"."""
+        label = self.cleaned_data.get("label", "")
+        return self.cleaned_data.get("label_other", "") if label == OTHER_LABEL else label
+
+
+class ConfirmationSelectionForm(forms.Form):
+    """The history's "confirm selected" and "dispute selected"."""
+
+    submission_ids = forms.TypedMultipleChoiceField(coerce=int, required=True)
+    status = forms.ChoiceField(choices=Confirmation.Status.choices)
+    next = forms.CharField(required=False, max_length=2000)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Any id parses; which of them the team may touch is the service's question.
+        self.fields["submission_ids"].valid_value = lambda value: str(value).isdigit()  # type: ignore[attr-defined]
+
+    def clean_submission_ids(self) -> list[int]:
+        ids = sorted({pk for pk in self.cleaned_data["submission_ids"] if 0 < pk <= MAX_ID})
+        if not ids:
+            raise forms.ValidationError("Select at least one submission.")
+        if len(ids) > MAX_CONFIRM_SELECTION:
+            raise forms.ValidationError(f"Select at most {MAX_CONFIRM_SELECTION} submissions at a time.")
+        return ids

@@ -17,6 +17,7 @@ class Submission(StoredImage):
     current_status: str
     current_error: str
     current_verdict: Verdict | None
+    current_confirmation: Confirmation | None
     reading: Any  # webapp.submissions.selectors.VerdictReading, or None
     summary: str
 
@@ -62,6 +63,9 @@ class Submission(StoredImage):
     provenance = models.JSONField(default=dict, blank=True)
     provenance_c2pa = models.CharField(max_length=20, blank=True, default="")
     provenance_agreement = models.CharField(max_length=10, default="none")
+    # The analyst's word on the verdict (`Confirmation.status`: confirmed, disputed; "" when nobody has
+    # looked), kept on the row by `submission_confirm` for the history's filter.
+    confirmation_status = models.CharField(max_length=10, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -76,6 +80,9 @@ class Submission(StoredImage):
                 fields=["team", "provenance_agreement", "-created_at", "-id"], name="submission_team_provenance"
             ),
             models.Index(fields=["team", "provenance_c2pa", "-created_at", "-id"], name="submission_team_c2pa"),
+            models.Index(
+                fields=["team", "confirmation_status", "-created_at", "-id"], name="submission_team_confirmation"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -101,6 +108,11 @@ class Verdict(models.Model):
     backbone = models.CharField(max_length=200)
     pretrained = models.BooleanField()
     elapsed_ms = models.FloatField()
+    # For an image rejected as unknown: the features the head judged (float32 bytes, L2-normalised as the
+    # head saw them) and the space they live in (`<backbone identity>|<blocks>`), kept for the unknown pile's
+    # clustering (webapp.feedback). Empty for real and known-generator verdicts.
+    features = models.BinaryField(null=True, blank=True, editable=False)
+    feature_space = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -111,3 +123,34 @@ class Verdict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.submission_id}: {self.decision} {self.label}"
+
+
+class Confirmation(models.Model):
+    """What a team member who knows an image's origin says of its verdict: confirmed (the image is `label`:
+    a registered generator's slug, "real", or another generator named in words) or disputed (the verdict is
+    wrong; `label` says what the image is instead, when the analyst knows). One per submission; the latest
+    word replaces the earlier one (the audit log keeps each)."""
+
+    class Status(models.TextChoices):
+        CONFIRMED = "confirmed", "Confirmed"
+        DISPUTED = "disputed", "Disputed"
+
+    submission = models.OneToOneField(Submission, on_delete=models.CASCADE, related_name="confirmation")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    # The registered class the label names (None for a generator named in words, or no label); `label` keeps
+    # the words even if the generator is deleted later.
+    generator = models.ForeignKey(
+        "registry.Generator", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    label = models.CharField(max_length=100, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    # The verdict the analyst was looking at (the latest when they answered).
+    verdict = models.ForeignKey(Verdict, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.submission_id}: {self.status} {self.label}"

@@ -19,7 +19,7 @@ from attribution.provenance import Agreement, Claim, Provenance, provenance_repo
 from webapp.cases.models import Case
 from webapp.registry.models import Generator, ReferenceImage
 from webapp.registry.selectors import generator_aliases, head_version_active
-from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.models import Confirmation, Submission, Verdict
 from webapp.teams.models import Team
 
 Status = Submission.Status
@@ -53,6 +53,7 @@ def submission_list(
     submitter: str = "",
     unknown_only: bool = False,
     provenance: str = "",
+    confirmation: str = "",
     q: str = "",
     order: str = "",
 ) -> QuerySet[Submission]:
@@ -81,6 +82,8 @@ def submission_list(
         submissions = submissions.filter(submitted_by__username=submitter)
     if provenance:
         submissions = submissions.filter(PROVENANCE_FILTERS[provenance])
+    if confirmation:
+        submissions = submissions.filter(CONFIRMATION_FILTERS[confirmation])
     if q:
         term = q.strip()
         submissions = submissions.filter(
@@ -106,17 +109,20 @@ SUBMISSION_ORDERS: dict[str, tuple[str, ...]] = {
 
 
 def verdicts_attach(submissions: Iterable[Submission], *, names: dict[str, str] | None = None) -> list[Submission]:
-    """Set `current_verdict` (the latest verdict, or None), `reading` (its `VerdictReading`, or None) and
-    `summary` (that verdict in words, or "") on annotated submissions, in one query."""
+    """Set `current_verdict` (the latest verdict, or None), `reading` (its `VerdictReading`, or None),
+    `summary` (that verdict in words, or "") and `current_confirmation` (the analyst's `Confirmation`, or
+    None) on annotated submissions, in two queries."""
     rows = list(submissions)
     by_id = Verdict.objects.select_related("head_version").in_bulk(
         [s.verdict_id for s in rows if s.verdict_id]
     )
     names = generator_names() if names is None and by_id else (names or {})
+    confirmations = confirmations_by_submission(submission_ids=[s.pk for s in rows])
     for submission in rows:
         verdict = submission.current_verdict = by_id.get(submission.verdict_id)
         submission.reading = verdict_reading(verdict=verdict, names=names) if verdict else None
         submission.summary = submission.reading.sentence if submission.reading else ""
+        submission.current_confirmation = confirmations.get(submission.pk)
     return rows
 
 
@@ -481,3 +487,119 @@ def open_cases_reattribution_progress() -> ReattributionProgress:
         ),
     )
     return ReattributionProgress(head_version=active.version if active else None, **counts)
+
+
+# --- the analyst's confirmation of a verdict ----------------------------------------------------------------
+
+# The history's confirmation filter: the indexed `Submission.confirmation_status` (see Submission.Meta.indexes).
+CONFIRMATION_FILTERS: dict[str, Q] = {
+    "unreviewed": Q(confirmation_status=""),
+    "confirmed": Q(confirmation_status=Confirmation.Status.CONFIRMED),
+    "disputed": Q(confirmation_status=Confirmation.Status.DISPUTED),
+}
+CONFIRMATION_FILTER_CHOICES = [
+    ("unreviewed", "Not reviewed"),
+    ("confirmed", "Confirmed by an analyst"),
+    ("disputed", "Disputed by an analyst"),
+]
+
+
+def confirmations_by_submission(*, submission_ids: Sequence[int]) -> dict[int, Confirmation]:
+    """Submission id -> its confirmation, with what the pages and the API show of it, in one query."""
+    if not submission_ids:
+        return {}
+    return {
+        confirmation.submission_id: confirmation
+        for confirmation in Confirmation.objects.filter(submission_id__in=list(submission_ids)).select_related(
+            "generator", "confirmed_by", "verdict__head_version"
+        )
+    }
+
+
+def confirmation_label_choices() -> list[tuple[str, str]]:
+    """The registered classes an analyst can name, as (slug, name): "real" first, then by name."""
+    generators = list(Generator.objects.order_by("name").values_list("slug", "name"))
+    real = [(slug, name) for slug, name in generators if slug == Generator.REAL_SLUG] or [
+        (Generator.REAL_SLUG, "Real photograph")
+    ]
+    return real + [(slug, name) for slug, name in generators if slug != Generator.REAL_SLUG]
+
+
+@dataclass(frozen=True)
+class ConfirmationReading:
+    """A confirmation as the pages, the exports and the API say it. `label` is a registered class's slug,
+    "real", another generator in the analyst's words, or "" (confirmed unrecognised: an unregistered source;
+    disputed: the analyst does not say what the image is). `stale`: given on an older verdict than the
+    submission's latest."""
+
+    status: str
+    label: str
+    label_name: str
+    generator: str | None
+    note: str
+    confirmed_by: str
+    confirmed_at: datetime
+    verdict_head_version: int | None
+    stale: bool
+
+    @property
+    def status_name(self) -> str:
+        return Confirmation.Status(self.status).label
+
+    @property
+    def label_words(self) -> str:
+        """What the analyst says the image is, in words."""
+        if self.label:
+            registered = self.generator is not None or self.label == Generator.REAL_SLUG
+            return self.label_name if registered else f"{self.label} (unregistered)"
+        return "an unregistered source" if self.status == Confirmation.Status.CONFIRMED else "not known"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The API's `confirmation` object."""
+        return {
+            "status": self.status,
+            "label": self.label,
+            "generator": self.generator,
+            "note": self.note,
+            "confirmed_by": self.confirmed_by,
+            "confirmed_at": self.confirmed_at,
+            "verdict_head_version": self.verdict_head_version,
+        }
+
+
+def confirmation_reading(
+    *, confirmation: Confirmation, latest_verdict_id: int | None, names: dict[str, str] | None = None
+) -> ConfirmationReading:
+    """`confirmation` (read with `confirmations_by_submission`) in words; `latest_verdict_id` is the
+    submission's latest verdict (its row's `verdict_id`), to tell whether the analyst judged an older one."""
+    names = generator_names() if names is None else names
+    generator = confirmation.generator
+    label = confirmation.label
+    if generator is not None:
+        label_name = generator.name
+    elif label == Generator.REAL_SLUG:
+        label_name = names.get(label, DECISION_NAMES[Decision.REAL])
+    else:
+        label_name = names.get(label, label)
+    verdict = confirmation.verdict
+    return ConfirmationReading(
+        status=confirmation.status,
+        label=label,
+        label_name=label_name,
+        generator=generator.slug if generator is not None else None,
+        note=confirmation.note,
+        confirmed_by=confirmation.confirmed_by.get_username() if confirmation.confirmed_by else "",
+        confirmed_at=confirmation.updated_at,
+        verdict_head_version=verdict.head_version.version if verdict is not None else None,
+        stale=confirmation.verdict_id != latest_verdict_id,
+    )
+
+
+def submission_confirmation(
+    *, submission: Submission, names: dict[str, str] | None = None
+) -> ConfirmationReading | None:
+    """The confirmation `verdicts_attach` set on the submission, in words; None when nobody has reviewed it."""
+    confirmation = getattr(submission, "current_confirmation", None)
+    if confirmation is None:
+        return None
+    return confirmation_reading(confirmation=confirmation, latest_verdict_id=submission.verdict_id, names=names)

@@ -1,4 +1,5 @@
-"""Writes of submissions and verdicts: upload, queue, claim, attribute, re-queue."""
+"""Writes of submissions and verdicts: upload, queue, claim, attribute, re-queue, and the analyst's confirmation
+of a verdict."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import logging
 import secrets
 import time
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -29,6 +32,7 @@ from attribution.images import ImageRejected, open_image
 from attribution.provenance import Provenance, read_provenance
 from webapp.audit.services import audit_record
 from webapp.cases.models import Case
+from webapp.common.permissions import CONFIRM_MESSAGE, user_may_confirm
 from webapp.common.tasks import tasks_send_on_commit
 from webapp.common.uploads import (
     UploadRejected,
@@ -37,10 +41,10 @@ from webapp.common.uploads import (
     upload_count_validate,
     upload_validate,
 )
-from webapp.registry.models import HeadVersion
+from webapp.registry.models import Generator, HeadVersion
 from webapp.registry.selectors import generator_aliases, head_version_active
 from webapp.registry.services.heads import head_version_activate_reviewed
-from webapp.submissions.models import Submission, Verdict
+from webapp.submissions.models import Confirmation, Submission, Verdict
 from webapp.submissions.selectors import provenance_agreement
 from webapp.teams.models import Team
 
@@ -393,6 +397,7 @@ def _verdicts_for_group(
                             "backbone": result.backbone,
                             "pretrained": bool(result.pretrained),
                             "elapsed_ms": elapsed_ms,
+                            **_unknown_features(result, blocks=attributor.blocks),
                         },
                     )
                 )
@@ -407,6 +412,23 @@ def _verdicts_for_group(
     if failures:
         logger.warning("submissions failed: %s", failures)
     return verdicts
+
+
+def verdict_feature_space(*, backbone: str, blocks: Sequence[int]) -> str:
+    """The space a verdict's stored features live in (`Verdict.feature_space`): the backbone's identity and the
+    head's blocks, e.g. "ViT-B-16/laion2b_s34b_b88k|7,8". Features of one space compare; of two, never."""
+    return f"{backbone}|{','.join(str(int(block)) for block in blocks)}"
+
+
+def _unknown_features(result: Attribution, *, blocks: Sequence[int]) -> dict[str, Any]:
+    """For an image rejected as unknown, the features the head judged (unit length, float32 bytes) and their
+    space, kept for the unknown pile's clustering (webapp.feedback); nothing for a real or known verdict."""
+    if result.decision != Verdict.Decision.UNKNOWN_GENERATOR or result.features is None:
+        return {}
+    return {
+        "features": np.asarray(result.features, dtype="<f4").tobytes(),
+        "feature_space": verdict_feature_space(backbone=result.backbone, blocks=blocks),
+    }
 
 
 def verdict_store(
@@ -429,7 +451,8 @@ def verdicts_store(
     duplicates, all in one transaction: the history's filters read those fields, never a stale copy.
 
     Each item is a submission and the Verdict's fields: label, decision, score, threshold, probabilities,
-    nearest_references, backbone, pretrained, elapsed_ms. Returns the verdicts in the order given.
+    nearest_references, backbone, pretrained, elapsed_ms, and for an unknown verdict features and feature_space.
+    Returns the verdicts in the order given.
     """
     with transaction.atomic():
         existing = {
@@ -643,3 +666,220 @@ def head_version_activate_and_reattribute(
             submissions_reattribute(actor=actor, team=case.team, case=case)
             for case in Case.objects.filter(status=Case.Status.OPEN).select_related("team")
         )
+
+
+# --- the analyst's confirmation of a verdict ----------------------------------------------------------------
+
+CONFIRMATION_LABEL_MAX = 100
+CONFIRMATION_NOTE_MAX = 2000
+CONFIRMATION_ACTIONS = {Confirmation.Status.CONFIRMED: "confirm", Confirmation.Status.DISPUTED: "dispute"}
+
+
+class ConfirmationRefused(ValueError):
+    """A confirmation that cannot be recorded; the message says why, for the user, and `field` names the input
+    it is about ("status", "label", "note", or "detail" for the submission itself)."""
+
+    def __init__(self, message: str, *, field: str = "detail") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ConfirmationLabel:
+    """What an analyst says an image is: a registered class (`generator`, or the class "real" without a row),
+    another generator in words (`registered` False), or nothing ("")."""
+
+    label: str
+    generator: Generator | None
+    registered: bool
+
+    @property
+    def words(self) -> str:
+        return self.generator.name if self.generator is not None else self.label
+
+
+def _text_check(text: str, *, field: str, limit: int, allowed: str = "") -> None:
+    if len(text) > limit:
+        raise ConfirmationRefused(f"At most {limit} characters (this one has {len(text)}).", field=field)
+    # Control and format characters (NUL, escapes, bidirectional overrides) hide or reorder what a reader sees.
+    if any(unicodedata.category(char).startswith("C") and char not in allowed for char in text):
+        raise ConfirmationRefused("Control characters are not allowed.", field=field)
+
+
+def confirmation_label_resolve(*, label: str) -> ConfirmationLabel:
+    """A label as an analyst typed or chose it: a registered generator by slug (any case) or by name (exactly,
+    else in any case when only one matches) gives that generator and its slug; "real" is the class real;
+    anything else names another generator in words (stripped, at most 100 characters, no control characters)."""
+    text = label.strip()
+    if not text:
+        return ConfirmationLabel("", None, registered=False)
+    _text_check(text, field="label", limit=CONFIRMATION_LABEL_MAX)
+    generator = (
+        Generator.objects.filter(slug__iexact=text).first()
+        or Generator.objects.filter(name=text).first()
+    )
+    if generator is None:
+        by_name = list(Generator.objects.filter(name__iexact=text)[:2])
+        generator = by_name[0] if len(by_name) == 1 else None
+    if generator is not None:
+        return ConfirmationLabel(generator.slug, generator, registered=True)
+    if text.lower() == Generator.REAL_SLUG:
+        return ConfirmationLabel(Generator.REAL_SLUG, None, registered=True)
+    return ConfirmationLabel(text, None, registered=False)
+
+
+def _verdict_label(verdict: Verdict) -> ConfirmationLabel:
+    """What the verdict says the image is, as a confirmation's label ("" for an unregistered source)."""
+    if verdict.decision == Verdict.Decision.UNKNOWN_GENERATOR:
+        return ConfirmationLabel("", None, registered=False)
+    return ConfirmationLabel(verdict.label, Generator.objects.filter(slug=verdict.label).first(), registered=True)
+
+
+def _confirmation_label(*, verdict: Verdict, status: str, given: ConfirmationLabel) -> ConfirmationLabel:
+    """The label to store: the verdict's own for a confirmation without one; otherwise the analyst's, refused
+    where it contradicts the status (a confirmation naming another class than the verdict, a dispute naming the
+    same)."""
+    unknown = verdict.decision == Verdict.Decision.UNKNOWN_GENERATOR
+    confirmed = status == Confirmation.Status.CONFIRMED
+    if not given.label:
+        return _verdict_label(verdict) if confirmed else given
+    if unknown:
+        if confirmed and given.registered:
+            raise ConfirmationRefused(
+                f"The verdict says the image matches no registered class, and {given.words} is registered: "
+                "dispute the verdict to say the head missed it.",
+                field="label",
+            )
+        if not confirmed and not given.registered:
+            raise ConfirmationRefused(
+                f"The verdict says the image comes from an unregistered source, as {given.words} is: confirm the "
+                "verdict instead (or name the registered class the image belongs to).",
+                field="label",
+            )
+        return given
+    same = given.label.lower() == verdict.label.lower()
+    if confirmed and not same:
+        raise ConfirmationRefused(
+            f"The verdict says {verdict.label}: to say the image is {given.words}, dispute the verdict.",
+            field="label",
+        )
+    if not confirmed and same:
+        raise ConfirmationRefused(
+            f"The verdict already says {verdict.label}: confirm it instead, or name what the image is.",
+            field="label",
+        )
+    return given
+
+
+def _confirmation_store(
+    *, submission: Submission, actor: User, status: str, label: ConfirmationLabel, note: str
+) -> tuple[Confirmation, bool]:
+    """One confirmation, inside the caller's transaction: the submission's row is locked, the verdict judged is
+    its latest (its original's, for a duplicate), and `confirmation_status` follows."""
+    locked = Submission.objects.select_for_update().get(pk=submission.pk)
+    verdict = (
+        Verdict.objects.filter(submission_id=locked.duplicate_of_id or locked.pk)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if verdict is None:
+        raise ConfirmationRefused(
+            f"#{locked.pk} {locked.original_name} has no verdict yet: confirm or dispute it once it is analysed."
+        )
+    stored = _confirmation_label(verdict=verdict, status=status, given=label)
+    previous = Confirmation.objects.filter(submission=locked).first()
+    before = {"status": previous.status, "label": previous.label} if previous is not None else None
+    confirmation, created = Confirmation.objects.update_or_create(
+        submission=locked,
+        defaults={
+            "status": status,
+            "label": stored.label,
+            "generator": stored.generator,
+            "note": note,
+            "verdict": verdict,
+            "confirmed_by": actor,
+        },
+    )
+    Submission.objects.filter(pk=locked.pk).update(confirmation_status=status)
+    audit_record(
+        actor=actor,
+        action=CONFIRMATION_ACTIONS[Confirmation.Status(status)],
+        team=locked.team,
+        target=locked,
+        detail={
+            "status": status,
+            "label": stored.label,
+            "generator": stored.generator.slug if stored.generator is not None else None,
+            "verdict": verdict.pk,
+            "head_version": verdict.head_version.version,
+            "note": note[:200],
+            "previous": before,
+        },
+    )
+    return confirmation, created
+
+
+def _confirmation_input(
+    *, actor: User, team: Team, status: str, label: str, note: str
+) -> tuple[ConfirmationLabel, str]:
+    if not user_may_confirm(user=actor, team=team):
+        raise ConfirmationRefused(CONFIRM_MESSAGE)
+    if status not in Confirmation.Status.values:
+        raise ConfirmationRefused("Choose confirmed or disputed.", field="status")
+    note = note.strip()
+    _text_check(note, field="note", limit=CONFIRMATION_NOTE_MAX, allowed="\n\r\t")
+    return confirmation_label_resolve(label=label), note
+
+
+def submission_confirm(
+    *, submission: Submission, actor: User, status: str, label: str = "", note: str = ""
+) -> tuple[Confirmation, bool]:
+    """Record what a member of the submission's team says of its latest verdict: `status` "confirmed" (the
+    verdict is right; without a label, the label is the verdict's: its class, or "" for an unrecognised image,
+    meaning an unregistered source) or "disputed" (the verdict is wrong; `label`, when given, says what the image
+    is). A label names a registered generator (`confirmation_label_resolve`) or another one in words. It replaces
+    the submission's earlier confirmation; the audit log keeps each ("confirm", "dispute").
+
+    Returns the confirmation and whether it is the submission's first. Raises ConfirmationRefused."""
+    resolved, note = _confirmation_input(actor=actor, team=submission.team, status=status, label=label, note=note)
+    with transaction.atomic():
+        return _confirmation_store(submission=submission, actor=actor, status=status, label=resolved, note=note)
+
+
+def submissions_confirm(
+    *, team: Team, actor: User, submission_ids: Sequence[int], status: str, label: str = "", note: str = ""
+) -> list[Confirmation]:
+    """`submission_confirm` for each of the team's submissions among `submission_ids` (the history's selection),
+    all or none: an id of another team (or of nothing), or a submission that cannot be confirmed, refuses the
+    whole selection (the message never says which ids exist elsewhere)."""
+    resolved, note = _confirmation_input(actor=actor, team=team, status=status, label=label, note=note)
+    ids = sorted(set(submission_ids))
+    with transaction.atomic():
+        found = list(Submission.objects.filter(team=team, pk__in=ids).order_by("pk"))
+        if not ids or len(found) != len(ids):
+            raise ConfirmationRefused("Some of the selected submissions are not your team's.")
+        return [
+            _confirmation_store(submission=submission, actor=actor, status=status, label=resolved, note=note)[0]
+            for submission in found
+        ]
+
+
+def submission_confirmation_clear(*, submission: Submission, actor: User) -> bool:
+    """Withdraw the submission's confirmation (audit "confirmation_clear"); False when it had none."""
+    if not user_may_confirm(user=actor, team=submission.team):
+        raise ConfirmationRefused(CONFIRM_MESSAGE)
+    with transaction.atomic():
+        locked = Submission.objects.select_for_update().get(pk=submission.pk)
+        previous = Confirmation.objects.filter(submission=locked).first()
+        if previous is None:
+            return False
+        previous.delete()
+        Submission.objects.filter(pk=locked.pk).update(confirmation_status="")
+        audit_record(
+            actor=actor,
+            action="confirmation_clear",
+            team=locked.team,
+            target=locked,
+            detail={"status": "", "label": "", "previous": {"status": previous.status, "label": previous.label}},
+        )
+    return True

@@ -9,6 +9,8 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("<int:pk>/", views.detail, name="detail"),
     path("<int:pk>/thumbnail/", views.thumbnail, name="thumbnail"),
+    path("<int:pk>/confirmation/", views.confirmation_edit, name="confirmation"),
+    path("confirmations/", views.confirm_selection, name="confirm_selection"),
     path("reattribute/", views.reattribute, name="reattribute"),
     path("reattribute/changes/", views.verdict_changes_view, name="verdict_changes"),
     path("reattribute/activate/<int:version>/", views.activate_and_reattribute, name="activate_and_reattribute"),
@@ -21,6 +23,11 @@ api_urlpatterns = [
     path("submissions/batch/", api.SubmissionBatchCreateApi.as_view(), name="api-submission-batch"),
     path("submissions/progress/", api.SubmissionProgressApi.as_view(), name="api-submission-progress"),
     path("submissions/<int:pk>/", api.SubmissionDetailApi.as_view(), name="api-submission-detail"),
+    path(
+        "submissions/<int:pk>/confirmation/",
+        api.SubmissionConfirmationApi.as_view(),
+        name="api-submission-confirmation",
+    ),
     path("reattributions/", api.ReattributeApi.as_view(), name="api-reattribute"),
     path("verdict-changes/", api.VerdictChangesApi.as_view(), name="api-verdict-changes"),
 ]

@@ -1,4 +1,4 @@
-"""HTML pages of submissions: upload, history, and the verdict page."""
+"""HTML pages of submissions: upload, history, the verdict page, and the analyst's confirmation of verdicts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from attribution.images import ALLOWED_FORMATS
@@ -20,12 +21,25 @@ from webapp.registry.forms import ActivationForm
 from webapp.registry.models import Generator, HeadVersion
 from webapp.registry.selectors import head_version_active
 from webapp.registry.services import RegistryError
-from webapp.submissions.forms import ReattributeForm, selector_kwargs, submission_filters, submission_order
+from webapp.submissions.forms import (
+    OTHER_LABEL,
+    ConfirmationForm,
+    ConfirmationSelectionForm,
+    ReattributeForm,
+    selector_kwargs,
+    submission_filters,
+    submission_order,
+)
+from webapp.submissions.models import Confirmation
 from webapp.submissions.selectors import (
+    CONFIRMATION_FILTER_CHOICES,
     DECISION_NAMES,
     PROVENANCE_FILTER_CHOICES,
+    ConfirmationReading,
+    confirmation_label_choices,
     generator_names,
     open_cases_reattribution_progress,
+    submission_confirmation,
     submission_get,
     submission_list,
     submission_provenance,
@@ -38,8 +52,12 @@ from webapp.submissions.selectors import (
     verdicts_attach,
 )
 from webapp.submissions.services import (
+    ConfirmationRefused,
     ReattributionRefused,
     head_version_activate_and_reattribute,
+    submission_confirm,
+    submission_confirmation_clear,
+    submissions_confirm,
     submissions_reattribute,
 )
 from webapp.submissions.thumbnails import submission_thumbnail
@@ -121,6 +139,7 @@ def history(request: HttpRequest, team: Team) -> HttpResponse:
             "generators": Generator.objects.order_by("name"),
             "decisions": list(DECISION_NAMES.items()),
             "provenance_filters": PROVENANCE_FILTER_CHOICES,
+            "confirmation_filters": CONFIRMATION_FILTER_CHOICES,
             "members": get_user_model().objects.filter(membership__team=team).order_by("username"),
         },
     )
@@ -135,6 +154,8 @@ def detail(request: HttpRequest, team: Team, pk: int) -> HttpResponse:
     names = generator_names()
     verdicts = verdict_list(submission=submission)
     verdict = verdicts[0] if verdicts else None
+    confirmation = submission_confirmation(submission=submission, names=names)
+    label_choices = confirmation_label_choices()
     audit_record(actor=request.user, action="view", team=team, target=submission)
     return render(
         request,
@@ -150,8 +171,87 @@ def detail(request: HttpRequest, team: Team, pk: int) -> HttpResponse:
             "tags": sorted((submission.metadata.get("tags") or {}).items()),
             "provenance": submission_provenance(submission=submission),
             "open_cases": case_choices(team=team, status=Case.Status.OPEN),
+            "confirmation": confirmation,
+            "confirmation_form": _confirmation_initial(confirmation, label_choices),
+            "label_choices": label_choices,
+            "other_label": OTHER_LABEL,
+            "confirmation_statuses": Confirmation.Status.choices,
         },
     )
+
+
+def _confirmation_initial(confirmation: ConfirmationReading | None, choices: list[tuple[str, str]]) -> dict[str, str]:
+    """The confirmation card's form as the current confirmation left it (confirmed, the verdict's own label,
+    when there is none)."""
+    if confirmation is None:
+        return {"status": Confirmation.Status.CONFIRMED, "label": "", "label_other": "", "note": ""}
+    registered = {slug for slug, _ in choices}
+    label, other = confirmation.label, ""
+    if label and label not in registered:
+        label, other = OTHER_LABEL, confirmation.label
+    return {"status": confirmation.status, "label": label, "label_other": other, "note": confirmation.note}
+
+
+def _back(request: HttpRequest, target: str, default: str) -> HttpResponse:
+    """Back to the page the form was sent from (a path of this site only)."""
+    safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False)
+    return redirect(target if target and safe else default)
+
+
+@require_POST
+@team_required
+def confirmation_edit(request: HttpRequest, team: Team, pk: int) -> HttpResponse:
+    """The verdict page's confirmation card: confirm or dispute the latest verdict, or withdraw that."""
+    submission = submission_get(team=team, submission_id=pk)
+    if submission is None:
+        raise Http404("No such submission")
+    form = ConfirmationForm(request.POST)
+    page = reverse("submissions:detail", args=[submission.pk])
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+        return redirect(page)
+    try:
+        if form.clearing:
+            cleared = submission_confirmation_clear(submission=submission, actor=request_user(request))
+            messages.success(request, "Confirmation withdrawn." if cleared else "There was nothing to withdraw.")
+        else:
+            confirmed, _ = submission_confirm(
+                submission=submission,
+                actor=request_user(request),
+                status=form.cleaned_data["status"],
+                label=form.chosen_label,
+                note=form.cleaned_data["note"],
+            )
+            messages.success(request, f"Verdict {confirmed.get_status_display().lower()}.")
+    except ConfirmationRefused as refused:
+        messages.error(request, str(refused))
+    return redirect(page)
+
+
+@require_POST
+@team_required
+def confirm_selection(request: HttpRequest, team: Team) -> HttpResponse:
+    """The history's "confirm selected" and "dispute selected": each selected verdict is right (its own label)
+    or wrong (what the image is not said)."""
+    form = ConfirmationSelectionForm(request.POST)
+    history = reverse("submissions:history")
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+        return _back(request, form.data.get("next", ""), history)
+    status = form.cleaned_data["status"]
+    try:
+        done = submissions_confirm(
+            team=team,
+            actor=request_user(request),
+            submission_ids=form.cleaned_data["submission_ids"],
+            status=status,
+        )
+    except ConfirmationRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        verb = Confirmation.Status(status).label.lower()
+        messages.success(request, f"{len(done)} verdict{'s' if len(done) != 1 else ''} {verb}.")
+    return _back(request, form.cleaned_data.get("next", ""), history)
 
 
 @require_GET

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from webapp.common.tasks import task_send_on_commit
+from webapp.feedback.services.field import FIELD_PREDICTIONS_TASK
 from webapp.registry.services.references import reference_features_compute
 from webapp.registry.services.training import training_job_run, training_jobs_sweep
 from workers import test_gate
@@ -17,6 +19,9 @@ def train_head(job_id: int) -> str:
     """Run one training job; the job records its own failure, so the task never retries."""
     test_gate.hold("training", [job_id])
     job = training_job_run(job_id=job_id, backbone=get_backbone(), cache=get_feature_cache())
+    if job.head_version_id is not None:
+        # The new head's field accuracy: its predictions on the images analysts have confirmed.
+        task_send_on_commit(FIELD_PREDICTIONS_TASK, job.head_version_id)
     return str(job.status)
 
 

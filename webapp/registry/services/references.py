@@ -22,6 +22,7 @@ from webapp.common.tasks import task_send_on_commit
 from webapp.common.uploads import UploadRejected, display_name, upload_count_validate, upload_validate
 from webapp.registry.models import Generator, ReferenceImage
 from webapp.registry.services.errors import Actor, RegistryError
+from webapp.teams.models import Team
 from webapp.teams.selectors import user_or_none
 
 if TYPE_CHECKING:
@@ -48,9 +49,15 @@ class ReferenceUpload:
 
 
 def reference_image_create(
-    *, generator: Generator, upload: File, uploaded_by: Actor, enqueue: bool = True
+    *,
+    generator: Generator,
+    upload: File,
+    uploaded_by: Actor,
+    enqueue: bool = True,
+    source_team: Team | None = None,
 ) -> tuple[ReferenceImage, bool]:
     """Check, hash and store one reference image; an image the generator already has is returned as is.
+    `source_team`: the team whose submission it is a copy of (only they and registry admins see the file).
 
     Raises `UploadRejected` (message for the user) when the file fails the submissions' upload checks.
     With `enqueue`, its features are computed on a worker after commit.
@@ -62,6 +69,7 @@ def reference_image_create(
     reference = ReferenceImage(
         generator=generator,
         uploaded_by=user_or_none(uploaded_by),
+        source_team=source_team,
     )
     reference.describe_upload(checked)
     upload.seek(0)

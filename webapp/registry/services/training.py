@@ -246,7 +246,7 @@ def _train(
             identity=backbone.identity, model_name=backbone.config.model_name, pretrained=backbone.pretrained
         ),
         blocks=blocks,
-        config=TrainConfig(real_label=Generator.REAL_SLUG),
+        config=TrainConfig(real_label=Generator.REAL_SLUG, tpr=settings.TRAINING_THRESHOLD_TPR),
         # The engine's last training step is "done"; the job is done only once its head is saved.
         progress=lambda step, fraction, message: reporter.report(
             "trained" if step == "done" else step, 0.4 + 0.55 * fraction, message
