@@ -188,24 +188,24 @@ def run(args: Any) -> dict[str, Any]:
         new_head = head_version_activate(head_version=done.head_version, actor=staff)
     timings["second_head_s"] = time.perf_counter() - started
 
-    # 5. Held-out images of every class, attributed by the new head.
+    # 5. Held-out images of every class, attributed by the new head and, for comparison, by the first one
+    #    (which can only reject the new generators' images: "rejected" is its right answer there).
     held_out_results: dict[str, Any] = {}
     if new_head is not None:
         assert head_version_active() == new_head
-        attributor = load_attributor(
-            head_version_id=new_head.pk, version=new_head.version, artifact_name=new_head.artifact.name or ""
-        ).attributor
-        for name, paths in held_out.items():
-            expected = f"new-{name}" if name in new else name
-            images = [Image.open(path).convert("RGB") for path in paths]
-            results = attributor.attribute(images)
-            hits = sum(r.label == expected and r.decision != "unknown_generator" for r in results)
-            held_out_results[name] = {
-                "images": len(paths),
-                "attributed_to_it": hits,
-                "share": _share(hits, len(paths)),
-                "rejected": sum(r.decision == "unknown_generator" for r in results),
-            }
+        for key, head in (("first_head", first_head), ("second_head", new_head)):
+            attributor = load_attributor(
+                head_version_id=head.pk, version=head.version, artifact_name=head.artifact.name or ""
+            ).attributor
+            for name, paths in held_out.items():
+                expected = f"new-{name}" if name in new else name
+                results = attributor.attribute([Image.open(path).convert("RGB") for path in paths])
+                hits = sum(r.label == expected and r.decision != "unknown_generator" for r in results)
+                held_out_results.setdefault(name, {"images": len(paths)})[key] = {
+                    "attributed_to_it": hits,
+                    "share": _share(hits, len(paths)),
+                    "rejected": sum(r.decision == "unknown_generator" for r in results),
+                }
 
     report = {
         "machine": machine(backbone.device),
@@ -243,9 +243,16 @@ def run(args: Any) -> dict[str, Any]:
         ),
         "held_out": held_out_results,
         "new_held_out_share": _share(
-            sum(held_out_results.get(name, {}).get("attributed_to_it", 0) for name in new),
+            sum(held_out_results.get(name, {}).get("second_head", {}).get("attributed_to_it", 0) for name in new),
             sum(held_out_results.get(name, {}).get("images", 0) for name in new),
         ),
+        "known_held_out_share": {
+            key: _share(
+                sum(held_out_results.get(name, {}).get(key, {}).get("attributed_to_it", 0) for name in DEFAULT_KNOWN),
+                sum(held_out_results.get(name, {}).get("images", 0) for name in DEFAULT_KNOWN),
+            )
+            for key in ("first_head", "second_head")
+        },
         "timings_s": {key: round(value, 2) for key, value in timings.items()},
     }
     return report
@@ -281,9 +288,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     for name in report["new"]:
         print(f"  {name}: share of its uploads in its own cluster {report['own_cluster_share'][name]}")
+    print("held-out images attributed to their class (rejected as unknown), first head -> second head:")
     for name, row in report["held_out"].items():
-        print(f"  held out {name:16s} {row['attributed_to_it']:3d}/{row['images']:3d} attributed to it")
+        first, second = row["first_head"], row["second_head"]
+        print(
+            f"  {name:16s} {first['attributed_to_it']:3d}/{row['images']} ({first['rejected']:2d})"
+            f" -> {second['attributed_to_it']:3d}/{row['images']} ({second['rejected']:2d})"
+        )
     print(f"new generators' held-out images attributed to them: {report['new_held_out_share']}")
+    print(f"known classes' held-out images attributed to them (first, second head): {report['known_held_out_share']}")
     write_results("feedback_loop", report, args.out)
     return report
 

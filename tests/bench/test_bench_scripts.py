@@ -182,3 +182,43 @@ def test_it_times_reading_provenance_beside_the_upload_check(tmp_path: Path) -> 
     assert results["image"]["bytes_signed"] > results["image"]["bytes_unsigned"]  # the manifest is in the file
     assert all(_summary(figure) for figure in results["seconds"].values())
     assert math.isfinite(results["added_fraction_signed"]) and results["target_fraction"] == 0.2
+
+
+def test_it_closes_the_loop_on_the_synthetic_benchmark_and_writes_the_figures(tmp_path: Path) -> None:
+    """Upload, cluster the unknown pile, register, train, attribute held-out images: the whole loop through the
+    platform's services on a temporary database. A stricter threshold than the default sends the benchmark's new
+    generators to the pile, where the offline backbone lets them be found at all."""
+    out = tmp_path / "feedback_loop.json"
+    env = {**os.environ, "TRAINING_THRESHOLD_TPR": "0.8", "VAR_DIR": str(tmp_path / "var")}
+    done = _run("feedback_loop", "--quick", "--review", "oracle", "--out", str(out), timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["pretrained"] is False and len(results["new"]) == 2
+    uploads = results["uploads"]
+    assert [uploads[name]["uploaded"] for name in results["known"]] == [8] * len(results["known"])
+    assert [uploads[name]["uploaded"] for name in results["new"]] == [16, 16]
+    clusters = results["clusters"]
+    assert clusters["unknown_pile"] == sum(row["rejected_as_unknown"] for row in uploads.values())
+    assert clusters["clustered"] == sum(clusters["sizes"]) <= clusters["unknown_pile"]
+    assert clusters["purity"] is None or 0 < clusters["purity"] <= 1
+    for name in results["new"]:
+        registered = results["registered"][name]
+        if registered["registered"]:  # the oracle review leaves only the generator's own images
+            assert registered["references_of_other_classes"] == 0 and registered["references"] > 0
+    if results["second_head"] is not None:
+        assert {f"new-{name}" for name, row in results["registered"].items() if row["registered"]} <= set(
+            results["second_head"]["classes"]
+        )
+        assert all(0 <= share <= 1 for share in results["known_held_out_share"].values())
+
+
+def test_it_compares_the_clustering_methods_on_the_unknown_pile(tmp_path: Path) -> None:
+    out = tmp_path / "unknown_clustering.json"
+    done = _run("unknown_clustering", "--quick", "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    for pile in ("rejected", "unknown_classes"):
+        settings = results["mean"][pile]
+        assert {name.split()[0].split("-")[0] for name in settings} >= {"average", "hdbscan"}, sorted(settings)
+        for figures in settings.values():
+            assert all(0 <= figures[key] <= 1 for key in ("purity", "recall", "F")) and figures["clusters"] >= 0
