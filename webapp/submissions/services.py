@@ -286,7 +286,8 @@ def _held(submission_ids: Sequence[int]) -> Iterator[list[Submission]]:
         yield list(submissions)
 
 
-def _open_stored(submission: Submission) -> Image.Image:
+def stored_image_open(submission: Submission) -> Image.Image:
+    """The submission's stored image as the worker's forward pass takes it (the upload checks' limits)."""
     with default_storage.open(submission.image.name or "", "rb") as stored:
         return open_image(stored, max_pixels=settings.UPLOAD_MAX_PIXELS)
 
@@ -314,7 +315,7 @@ def _attribute(
     try:
         features = extract_features(
             attributor.backbone,
-            [partial(_open_stored, submission) for submission in submissions],
+            [partial(stored_image_open, submission) for submission in submissions],
             blocks,
             sha256s=[feature_cache_key(submission) for submission in submissions],
             cache=cache,

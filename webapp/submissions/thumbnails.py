@@ -14,6 +14,7 @@ import logging
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.http import Http404, HttpResponse
 
 from attribution.images import ImageRejected, open_image
 from webapp.submissions.models import Submission
@@ -51,3 +52,15 @@ def submission_thumbnail(*, submission: Submission) -> bytes | None:
     if not default_storage.exists(name):  # two requests at once: the first one stored it
         default_storage.save(name, ContentFile(data))
     return data
+
+
+def thumbnail_response(*, submission: Submission | None) -> HttpResponse:
+    """The thumbnail of a submission the caller has checked the user may see, as a private JPEG response;
+    404 when there is no such submission or its image cannot be read."""
+    data = submission_thumbnail(submission=submission) if submission is not None else None
+    if data is None:
+        raise Http404("No such image")
+    response = HttpResponse(data, content_type="image/jpeg")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

@@ -60,7 +60,7 @@ from webapp.submissions.services import (
     submissions_confirm,
     submissions_reattribute,
 )
-from webapp.submissions.thumbnails import submission_thumbnail
+from webapp.submissions.thumbnails import thumbnail_response
 from webapp.teams.models import Team
 
 HISTORY_PAGE_SIZE = 25
@@ -258,14 +258,7 @@ def confirm_selection(request: HttpRequest, team: Team) -> HttpResponse:
 @team_required
 def thumbnail(request: HttpRequest, team: Team, pk: int) -> HttpResponse:
     """A small JPEG of one of the team's submissions (the history's thumbnails)."""
-    submission = submission_get(team=team, submission_id=pk)
-    data = submission_thumbnail(submission=submission) if submission is not None else None
-    if data is None:
-        raise Http404("No such image")
-    response = HttpResponse(data, content_type="image/jpeg")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    return thumbnail_response(submission=submission_get(team=team, submission_id=pk))
 
 
 # --- re-attribution with the active head --------------------------------------------------------------

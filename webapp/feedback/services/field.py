@@ -9,16 +9,13 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.files.storage import default_storage
-from PIL import Image
 
 from attribution.features import FeatureCache, concat_blocks, extract_features
-from attribution.images import open_image
 from webapp.feedback.models import FieldPrediction
 from webapp.feedback.selectors.field import field_submissions_awaiting_prediction
 from webapp.registry.models import HeadVersion
 from webapp.submissions.models import Submission
-from webapp.submissions.services import feature_cache_key
+from webapp.submissions.services import feature_cache_key, stored_image_open
 
 if TYPE_CHECKING:
     from attribution.predict import Attributor
@@ -26,12 +23,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FIELD_PREDICTIONS_TASK = "workers.tasks.fill_field_predictions"
-
-
-def _open_stored(submission: Submission) -> Image.Image:
-    # As the attribution worker opens an upload: the same checks, so the same pixels reach the backbone.
-    with default_storage.open(submission.image.name or "", "rb") as stored:
-        return open_image(stored, max_pixels=settings.UPLOAD_MAX_PIXELS)
 
 
 def _predict_group(
@@ -46,7 +37,7 @@ def _predict_group(
     unreadable: dict[int, Exception] = {}
     features = extract_features(
         attributor.backbone,
-        [partial(_open_stored, submission) for submission in submissions],
+        [partial(stored_image_open, submission) for submission in submissions],
         blocks,
         sha256s=[feature_cache_key(submission) for submission in submissions],
         cache=feature_cache,

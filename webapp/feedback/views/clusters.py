@@ -27,7 +27,7 @@ from webapp.feedback.services.clusters import (
     unknown_cluster_register,
     unknown_clusters_refresh,
 )
-from webapp.submissions.thumbnails import submission_thumbnail
+from webapp.submissions.thumbnails import thumbnail_response
 
 
 @staff_required
@@ -150,11 +150,4 @@ def unknown_cluster_dismiss_view(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def unknown_cluster_thumbnail(request: HttpRequest, pk: int, submission_id: int) -> HttpResponse:
     """A small JPEG of one member of the cluster (the submissions' own thumbnails, made once)."""
-    submission = unknown_cluster_member_submission(cluster_id=pk, submission_id=submission_id)
-    data = submission_thumbnail(submission=submission) if submission is not None else None
-    if data is None:
-        raise Http404("No such image")
-    response = HttpResponse(data, content_type="image/jpeg")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    return thumbnail_response(submission=unknown_cluster_member_submission(cluster_id=pk, submission_id=submission_id))
