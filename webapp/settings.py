@@ -393,6 +393,7 @@ SPECTACULAR_SETTINGS = {
         "CaseStatusEnum": "webapp.cases.models.Case.Status",
         "HeadVersionStatusEnum": "webapp.registry.models.HeadVersion.Status",
         "TrainingJobStatusEnum": "webapp.registry.models.TrainingJob.Status",
+        "ConfirmationStatusEnum": "webapp.submissions.models.Confirmation.Status",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -92,7 +92,14 @@ def test_it_takes_a_case_from_a_dropped_batch_to_a_verdict_found_again_in_the_hi
     for image in evidence.all():
         image.scroll_into_view_if_needed()
         expect(image).to_have_attribute("alt", re.compile(r"^Reference image of \S"))
-        assert image.evaluate("img => img.complete && img.naturalWidth > 0"), "a reference image did not load"
+        # Lazy images start loading once scrolled into view: wait for the load (or the error), not for a time.
+        loaded = image.evaluate(
+            """img => img.complete ? img.naturalWidth > 0 : new Promise(done => {
+                img.addEventListener("load", () => done(img.naturalWidth > 0), {once: true});
+                img.addEventListener("error", () => done(false), {once: true});
+            })"""
+        )
+        assert loaded, "a reference image did not load"
 
     facts = page.get_by_role("region", name="File")
     expect(facts).to_contain_text(sha256_of(chosen))
